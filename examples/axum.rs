@@ -1,0 +1,45 @@
+//! tokio and axum: the listener comes from `seamless::net::tcp` (handed
+//! over by the previous generation when there is one), and
+//! `seamless::shutdown()` is the future axum's graceful shutdown waits on.
+//!
+//! `#[seamless::daemon]` stands above `#[tokio::main]`: the launcher split
+//! runs before the runtime is built, so the launcher never starts tokio.
+//!
+//! ```text
+//! cargo run --example axum -- 127.0.0.1:8080 /tmp/axum.pid
+//! curl 'http://127.0.0.1:8080/?delay=2000'
+//! ```
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::Query;
+use axum::routing::get;
+use axum::Router;
+
+async fn hello(Query(params): Query<HashMap<String, String>>) -> String {
+    if let Some(ms) = params.get("delay").and_then(|d| d.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms.min(60_000))).await;
+    }
+    format!("Server pid: {}\n", std::process::id())
+}
+
+#[seamless::daemon(
+    pid_file = std::env::args().nth(2).unwrap_or_else(|| "/tmp/axum.pid".into()),
+    shutdown_timeout = "60s",
+)]
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let listener = seamless::net::tcp("web", addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    seamless::started();
+
+    let app = Router::new().route("/", get(hello));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(seamless::shutdown())
+        .await
+}

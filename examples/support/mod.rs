@@ -1,0 +1,60 @@
+//! What the example servers share: a minimal HTTP/1.1 answer and an accept
+//! loop that stops when seamless says so.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::time::Duration;
+
+/// Reads one request, honours `?delay=<ms>`, answers with our pid, closes.
+pub fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    let mut line = String::new();
+    while reader.read_line(&mut line)? > 2 {
+        line.clear();
+    }
+    if let Some(ms) = request
+        .split_once("delay=")
+        .and_then(|(_, v)| v.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(Duration::from_millis(ms.min(60_000)));
+    }
+    let body = format!("Server pid: {}\n", std::process::id());
+    let mut stream = reader.into_inner();
+    write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// Accepts with `accept` (on a non-blocking listener) until the shutdown
+/// begins, answering each connection on its own thread, then waits for the
+/// answers in flight.
+pub fn serve_until_shutdown<S, F>(mut accept: F) -> std::io::Result<()>
+where
+    S: Read + Write + Send + 'static,
+    F: FnMut() -> std::io::Result<S>,
+{
+    let shutdown = seamless::shutdown();
+    let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    while !shutdown.is_triggered() {
+        match accept() {
+            Ok(stream) => workers.push(std::thread::spawn(move || {
+                let _ = answer(stream);
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                shutdown.wait_timeout(Duration::from_millis(10));
+            }
+            Err(e) => return Err(e),
+        }
+        workers.retain(|w| !w.is_finished());
+    }
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}

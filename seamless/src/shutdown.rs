@@ -1,0 +1,216 @@
+//! The shutdown signal a server waits on, and the completion of the
+//! shutdown handlers.
+//!
+//! Both are one-way latches. [`Shutdown`] fires when stage 3 begins (a TERM
+//! from the next generation or the supervisor, Ctrl-C, the handover timeout,
+//! or the loss of the launcher); it is a blocking waiter and a
+//! runtime-agnostic [`Future`] at once. The completion latch opens when
+//! every `on_shutdown` handler has returned; [`wait`] and the code the
+//! `#[seamless::daemon]` attribute generates after `main` wait on it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Latch {
+    state: Mutex<LatchState>,
+    changed: Condvar,
+}
+
+struct LatchState {
+    open: bool,
+    wakers: Vec<Waker>,
+}
+
+impl Latch {
+    pub(crate) const fn new() -> Latch {
+        Latch {
+            state: Mutex::new(LatchState {
+                open: false,
+                wakers: Vec::new(),
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LatchState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens the latch; returns false if it was open already.
+    pub(crate) fn open(&self) -> bool {
+        let wakers = {
+            let mut state = self.lock();
+            if state.open {
+                return false;
+            }
+            state.open = true;
+            std::mem::take(&mut state.wakers)
+        };
+        self.changed.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+        true
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.lock().open
+    }
+
+    pub(crate) fn wait(&self) {
+        let mut state = self.lock();
+        while !state.open {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Waits at most `timeout`; true if the latch is open.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while !state.open {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut state = self.lock();
+        if state.open {
+            return Poll::Ready(());
+        }
+        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            state.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Opens when stage 3 (the graceful shutdown) begins.
+pub(crate) static SHUTDOWN: Latch = Latch::new();
+/// Opens when every shutdown handler has returned.
+pub(crate) static HANDLERS_DONE: Latch = Latch::new();
+
+/// Fires when this process must shut down gracefully: stop accepting, finish
+/// what is in flight, return from `main`.
+///
+/// A `Shutdown` is a [`Future`] that works with any async runtime (it only
+/// uses the waker it is given) and a blocking waiter. Clones are cheap and
+/// all fire together.
+///
+/// ```no_run
+/// # async fn serve() {
+/// // axum: axum::serve(listener, app).with_graceful_shutdown(seamless::shutdown())
+/// seamless::shutdown().await;
+/// # }
+/// ```
+///
+/// ```no_run
+/// std::thread::spawn(|| {
+///     seamless::shutdown().wait();
+///     // stop the accept loop here
+/// });
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shutdown {
+    _private: (),
+}
+
+impl Shutdown {
+    /// Blocks the calling thread until the shutdown begins.
+    pub fn wait(&self) {
+        SHUTDOWN.wait();
+    }
+
+    /// Blocks at most `timeout`; returns true if the shutdown has begun.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        SHUTDOWN.wait_timeout(timeout)
+    }
+
+    /// True once the shutdown has begun.
+    pub fn is_triggered(&self) -> bool {
+        SHUTDOWN.is_open()
+    }
+}
+
+impl Future for Shutdown {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        SHUTDOWN.poll(cx)
+    }
+}
+
+impl std::fmt::Debug for Latch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Latch").field("open", &self.is_open()).finish()
+    }
+}
+
+/// The handle a server waits on to shut down gracefully; see [`Shutdown`].
+///
+/// ```no_run
+/// let shutdown = seamless::shutdown();
+/// while !shutdown.is_triggered() {
+///     // accept and serve
+/// #   break;
+/// }
+/// ```
+pub fn shutdown() -> Shutdown {
+    Shutdown { _private: () }
+}
+
+/// Blocks until the shutdown handlers have all returned (the original's
+/// `Wait()`). Code generated by `#[seamless::daemon]`, and
+/// [`Session::finish`](crate::Session::finish), already do this after `main`;
+/// call it only where a program ends some other way. It waits for ever if no
+/// shutdown ever begins.
+///
+/// ```no_run
+/// seamless::shutdown().wait();
+/// seamless::wait();
+/// ```
+pub fn wait() {
+    HANDLERS_DONE.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Flag(std::sync::atomic::AtomicBool);
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn latch_wakes_future_and_waiters_once() {
+        let latch: &'static Latch = Box::leak(Box::new(Latch::new()));
+        let flag = Arc::new(Flag(Default::default()));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(latch.poll(&mut cx).is_pending());
+        assert!(latch.poll(&mut cx).is_pending());
+        assert_eq!(latch.lock().wakers.len(), 1, "the same waker is kept once");
+        let t = std::thread::spawn(move || latch.wait());
+        assert!(!latch.wait_timeout(Duration::from_millis(10)));
+        assert!(latch.open());
+        assert!(!latch.open());
+        t.join().unwrap();
+        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(latch.poll(&mut cx).is_ready());
+    }
+}

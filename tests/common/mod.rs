@@ -1,0 +1,313 @@
+//! The test harness: the test plays the supervisor.
+//!
+//! A [`Sandbox`] owns a unique temporary directory (pid file, event log,
+//! output of each process), a free loopback port, and every process a test
+//! starts. Each launcher is started in a process group of its own, and its
+//! daemon stays in that group even after it detaches; dropping the sandbox
+//! SIGKILLs every group it started and reaps what it can, whatever the test
+//! did. The test process is a child subreaper, so detached generations are
+//! re-parented to it rather than to init and can be reaped here.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+
+static SUBREAPER: Once = Once::new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+pub const TESTD: &str = env!("CARGO_BIN_EXE_testd");
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub port: u16,
+    groups: Mutex<Vec<i32>>,
+    env: Vec<(String, String)>,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Sandbox {
+    pub fn new(name: &str) -> Sandbox {
+        SUBREAPER.call_once(|| {
+            nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+        });
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!(
+            "seamless-it-{name}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Sandbox {
+            dir,
+            port: free_port(),
+            groups: Mutex::new(Vec::new()),
+            env: Vec::new(),
+        }
+    }
+
+    /// Sets an environment variable for every process started from now on.
+    pub fn env(mut self, key: &str, value: &str) -> Sandbox {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn pid_file(&self) -> PathBuf {
+        self.dir.join("testd.pid")
+    }
+
+    pub fn events_file(&self) -> PathBuf {
+        self.dir.join("events")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(TESTD);
+        c.env("TESTD_PID_FILE", self.pid_file())
+            .env("TESTD_ADDR", format!("127.0.0.1:{}", self.port))
+            .env("TESTD_EVENTS", self.events_file())
+            .env("RUST_BACKTRACE", "0")
+            .stdin(Stdio::null())
+            .current_dir(&self.dir)
+            .process_group(0);
+        // SAFETY: setrlimit is async-signal-safe; no core files from the
+        // processes that tests kill with SIGSEGV and the like.
+        unsafe {
+            c.pre_exec(|| {
+                let none = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &none);
+                Ok(())
+            });
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Starts a launcher, as a supervisor would.
+    pub fn start(&self) -> Launcher {
+        self.start_with(self.command())
+    }
+
+    pub fn start_with(&self, mut command: Command) -> Launcher {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let log = std::fs::File::create(self.dir.join(format!("output-{n}"))).unwrap();
+        command.stdout(log.try_clone().unwrap()).stderr(log);
+        let child = command.spawn().expect("spawn testd");
+        let pid = child.id() as i32;
+        self.groups.lock().unwrap().push(pid);
+        Launcher { child, pid }
+    }
+
+    /// Every event line as (what, pid).
+    pub fn events(&self) -> Vec<(String, i32)> {
+        let text = std::fs::read_to_string(self.events_file()).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                let (what, pid) = l.rsplit_once(' ')?;
+                Some((what.to_owned(), pid.parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub fn count(&self, what: &str, pid: i32) -> usize {
+        self.events()
+            .iter()
+            .filter(|(w, p)| w == what && *p == pid)
+            .count()
+    }
+
+    /// Waits for an event from a process other than `except`, returns its pid.
+    pub fn wait_event(&self, what: &str, except: &[i32], timeout: Duration) -> i32 {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self
+                .events()
+                .into_iter()
+                .find(|(w, p)| w == what && !except.contains(p))
+                .map(|(_, p)| p);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no {what:?} event within {timeout:?}; events: {:?}; output: {}",
+                self.events(),
+                self.output()
+            )
+        })
+    }
+
+    /// What the processes wrote to stdout and stderr.
+    pub fn output(&self) -> String {
+        let mut out = String::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for p in names {
+                if p.file_name().unwrap().to_string_lossy().starts_with("output-") {
+                    out += &std::fs::read_to_string(&p).unwrap_or_default();
+                }
+            }
+        }
+        out
+    }
+
+    /// The first line of the pid file, parsed.
+    pub fn pid_in_file(&self) -> Option<i32> {
+        std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `GET path` on the sandbox's port; returns the answering pid.
+    pub fn get(&self, path: &str) -> std::io::Result<i32> {
+        get(self.port, path, Duration::from_secs(10))
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let groups = self.groups.lock().unwrap().clone();
+        for pgid in &groups {
+            let _ = kill(Pid::from_raw(-pgid), Signal::SIGKILL);
+        }
+        let mut pids: Vec<i32> = self.events().into_iter().map(|(_, p)| p).collect();
+        pids.extend(&groups);
+        pids.sort();
+        pids.dedup();
+        for pid in pids {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait_until(Duration::from_secs(2), || !alive(pid));
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("sandbox kept for inspection: {}", self.dir.display());
+        }
+    }
+}
+
+pub struct Launcher {
+    pub child: Child,
+    pub pid: i32,
+}
+
+impl Launcher {
+    pub fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid), signal).unwrap();
+    }
+
+    /// Waits for the launcher to exit.
+    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "launcher {} still running after {timeout:?}",
+                self.pid
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+pub fn signal(pid: i32, signal: Signal) {
+    kill(Pid::from_raw(pid), signal).unwrap();
+}
+
+/// A process is alive when /proc says so and it is not a zombie; a zombie
+/// that is our child (or re-parented to us) is reaped on the way.
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .unwrap_or("X");
+    if state == "Z" || state == "X" {
+        let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        return false;
+    }
+    true
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn wait_dead(pid: i32, timeout: Duration) {
+    assert!(
+        wait_until(timeout, || !alive(pid)),
+        "process {pid} still alive after {timeout:?}"
+    );
+}
+
+/// One HTTP/1.1 request on a new connection; returns the answering pid.
+pub fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<i32> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body)?;
+    parse_pid(&body)
+}
+
+pub fn parse_pid(response: &str) -> std::io::Result<i32> {
+    if !response.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("bad answer: {response:?}")));
+    }
+    response
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no pid in {response:?}")))
+}
+
+pub fn exit_signal(status: ExitStatus) -> Option<i32> {
+    status.signal()
+}
+
+pub fn path_exists(p: &Path) -> bool {
+    p.symlink_metadata().is_ok()
+}
