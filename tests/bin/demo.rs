@@ -415,7 +415,7 @@ impl Supervisor {
     fn describe(&self) -> &'static str {
         match self {
             Supervisor::Supervise { .. } => "daemontools supervise",
-            Supervisor::Builtin { .. } => "built-in respawn loop (daemontools not installed)",
+            Supervisor::Builtin { .. } => "built-in respawn loop",
         }
     }
 
@@ -628,12 +628,8 @@ fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
         }
     }
     let known: Vec<u32> = daemons("start ");
+    let supervisor = sup.describe();
     sup.stop(&known);
-    let supervisor = if args.builtin || !which("supervise") {
-        "built-in respawn loop"
-    } else {
-        "daemontools supervise"
-    };
     let _ = std::fs::remove_dir_all(&dir);
     RunResult {
         strategy,
