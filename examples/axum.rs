@@ -33,8 +33,8 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
+    // Non-blocking already, as tokio wants it.
     let listener = seamless::net::tcp("web", addr)?;
-    listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(listener)?;
     seamless::started();
 

@@ -26,9 +26,8 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = seamless::net::tcp("web", addr)?;
-    listener.set_nonblocking(true)?;
     seamless::started();
-    support::serve_until_shutdown(|| {
+    support::serve_until_shutdown(&listener, || {
         let (stream, _) = listener.accept()?;
         stream.set_nonblocking(false)?;
         Ok(stream)

@@ -13,19 +13,22 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:5353".into());
     let socket = seamless::net::udp("echo", addr)?;
-    // Wake up now and then to see whether the shutdown has begun.
-    socket.set_read_timeout(Some(Duration::from_millis(50)))?;
     seamless::started();
 
     let shutdown = seamless::shutdown();
     let mut buf = [0u8; 1500];
     while !shutdown.is_triggered() {
+        // The socket is non-blocking: wait for a datagram, waking up now and
+        // then to see whether the shutdown has begun.
+        if !seamless::net::readable(&socket, Duration::from_millis(50))? {
+            continue;
+        }
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 let reply = format!("{} {}", std::process::id(), String::from_utf8_lossy(&buf[..n]));
                 socket.send_to(reply.as_bytes(), peer)?;
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
     }

@@ -22,9 +22,8 @@ fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "/tmp/unixsocket.sock".into());
     let listener = seamless::net::unix("http", path)?;
-    listener.set_nonblocking(true)?;
     seamless::started();
-    support::serve_until_shutdown(|| {
+    support::serve_until_shutdown(&listener, || {
         let (stream, _) = listener.accept()?;
         stream.set_nonblocking(false)?;
         Ok(stream)

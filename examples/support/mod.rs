@@ -31,24 +31,27 @@ pub fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
     )
 }
 
-/// Accepts with `accept` (on a non-blocking listener) until the shutdown
+/// Accepts with `accept` on the non-blocking `listener` until the shutdown
 /// begins, answering each connection on its own thread, then waits for the
 /// answers in flight.
-pub fn serve_until_shutdown<S, F>(mut accept: F) -> std::io::Result<()>
+pub fn serve_until_shutdown<L, S, F>(listener: &L, mut accept: F) -> std::io::Result<()>
 where
+    L: std::os::fd::AsFd,
     S: Read + Write + Send + 'static,
     F: FnMut() -> std::io::Result<S>,
 {
     let shutdown = seamless::shutdown();
     let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
     while !shutdown.is_triggered() {
+        if !seamless::net::readable(listener, Duration::from_millis(50))? {
+            continue;
+        }
         match accept() {
             Ok(stream) => workers.push(std::thread::spawn(move || {
                 let _ = answer(stream);
             })),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                shutdown.wait_timeout(Duration::from_millis(10));
-            }
+            // Another generation may have taken the connection.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
         workers.retain(|w| !w.is_finished());

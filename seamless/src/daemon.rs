@@ -61,7 +61,6 @@ static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
 fn install(daemon: Daemon) -> &'static Daemon {
     let runtime = Runtime {
-        role: daemon.role,
         pid_file: daemon.config.pid_file.clone(),
         launcher_pid: daemon.launcher_pid,
     };

@@ -14,7 +14,6 @@ pub(crate) enum Role {
 }
 
 pub(crate) struct Runtime {
-    pub(crate) role: Role,
     pub(crate) pid_file: Option<std::path::PathBuf>,
     /// Pid of the launcher that started this daemon.
     pub(crate) launcher_pid: Option<i32>,

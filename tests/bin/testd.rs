@@ -132,6 +132,7 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
@@ -154,9 +155,7 @@ fn serve(listener: &TcpListener) {
             continue;
         }
         // The listener may be shared with another generation: the
-        // connection may have been taken already, so accept without
-        // blocking.
-        listener.set_nonblocking(true).ok();
+        // connection may have been taken already; it is non-blocking.
         match listener.accept() {
             Ok((stream, _)) => {
                 stream.set_nonblocking(false).ok();
