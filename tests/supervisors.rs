@@ -262,10 +262,10 @@ fn restarts_under_load(kind: Kind) {
     let threads = load(sb.port, stop.clone(), ok.clone());
     let mut previous = first;
     for i in 0..10 {
+        let served_before = ready_daemons(&sb);
         sup.control("restart");
         // The next generation serves, the previous one is gone.
-        let ready: Vec<i32> = daemons(&sb);
-        let next = sb.wait_event("ready", &ready_before(&sb, &ready), T);
+        let next = sb.wait_event("ready", &served_before, T);
         wait_dead(previous, T);
         assert!(alive(next), "restart {i}");
         previous = next;
@@ -283,8 +283,8 @@ fn restarts_under_load(kind: Kind) {
     assert_eq!(sb.get("/").unwrap(), previous);
 }
 
-/// Every daemon that already said "ready" (so the next one is new).
-fn ready_before(sb: &Sandbox, _started: &[i32]) -> Vec<i32> {
+/// Every daemon that has said "ready" so far.
+fn ready_daemons(sb: &Sandbox) -> Vec<i32> {
     sb.events()
         .into_iter()
         .filter(|(w, _)| w == "ready")

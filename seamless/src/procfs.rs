@@ -87,6 +87,7 @@ pub(crate) fn boot_id() -> io::Result<String> {
 }
 
 /// Present and neither a zombie nor dead.
+#[cfg(test)]
 pub(crate) fn is_alive(pid: i32) -> bool {
     matches!(ProcessIdentity::of(pid), Ok(Some(info)) if !matches!(info.state, 'Z' | 'X' | 'x'))
 }
