@@ -1,0 +1,64 @@
+//! Durations written as string literals: `"1500ms"`, `"30s"`, `"2m"`,
+//! `"1h"`, or concatenations such as `"1m30s"`.
+
+/// Milliseconds, or what is wrong.
+pub(crate) fn parse(text: &str) -> Result<u64, String> {
+    const FORMS: &str = "write a duration such as \"1500ms\", \"30s\", \"2m\", \"1h\" or \"1m30s\"";
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("empty duration: {FORMS}"));
+    }
+    let mut total: u64 = 0;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(format!("expected a number at {rest:?}: {FORMS}"));
+        }
+        let amount: u64 = rest[..digits]
+            .parse()
+            .map_err(|_| format!("number too large: {FORMS}"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        let factor = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "" => return Err(format!("missing unit after {amount}: {FORMS}")),
+            other => return Err(format!("unknown unit {other:?}: {FORMS}")),
+        };
+        total = amount
+            .checked_mul(factor)
+            .and_then(|ms| total.checked_add(ms))
+            .ok_or_else(|| format!("duration too large: {FORMS}"))?;
+        rest = &rest[unit_len..];
+    }
+    if total == 0 {
+        return Err("a duration must be longer than zero".into());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn accepted_forms() {
+        assert_eq!(parse("1500ms"), Ok(1500));
+        assert_eq!(parse("30s"), Ok(30_000));
+        assert_eq!(parse("2m"), Ok(120_000));
+        assert_eq!(parse("1h"), Ok(3_600_000));
+        assert_eq!(parse("1m30s"), Ok(90_000));
+        assert_eq!(parse("1s500ms"), Ok(1500));
+    }
+
+    #[test]
+    fn rejected_forms() {
+        for bad in ["", "10", "s", "10 s", "1.5s", "10sec", "-1s", "0s", "0ms", "99999999999999999999s", "6000000000000h", "1d"] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `#[seamless::on_shutdown]`, `#[seamless::on_shutdown_request]` and
+//! `#[seamless::on_child_launch]`: register a free function in the runtime
+//! crate's link-time registry.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+use syn::{ItemFn, Path, ReturnType};
+
+use crate::args::{self, Errors};
+
+#[derive(Clone, Copy)]
+pub(crate) enum Stage {
+    Shutdown,
+    ShutdownRequest,
+    ChildLaunch,
+}
+
+impl Stage {
+    fn attribute(self) -> &'static str {
+        match self {
+            Stage::Shutdown => "#[seamless::on_shutdown]",
+            Stage::ShutdownRequest => "#[seamless::on_shutdown_request]",
+            Stage::ChildLaunch => "#[seamless::on_child_launch]",
+        }
+    }
+
+    fn slice(self) -> &'static str {
+        match self {
+            Stage::Shutdown => "ON_SHUTDOWN",
+            Stage::ShutdownRequest => "ON_SHUTDOWN_REQUEST",
+            Stage::ChildLaunch => "ON_CHILD_LAUNCH",
+        }
+    }
+}
+
+fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<Path> {
+    let mut krate = None;
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("crate") {
+            let path = args::parse_crate_path(meta.value()?)?;
+            if krate.is_some() {
+                return Err(meta.error("duplicate argument `crate`"));
+            }
+            krate = Some(path);
+            Ok(())
+        } else {
+            Err(meta.error("unknown argument; the only argument is `crate = path`"))
+        }
+    });
+    if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
+        errors.push(e);
+    }
+    krate
+}
+
+fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
+    let attr = stage.attribute();
+    let sig = &f.sig;
+    if let Some(a) = &sig.asyncness {
+        errors.at(a.span, format!("{attr} cannot be used on an `async fn`: handlers run on a plain thread"));
+    }
+    if let Some(c) = &sig.constness {
+        errors.at(c.span, format!("{attr} cannot be used on a `const fn`"));
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.at(u.span, format!("{attr} cannot be used on an `unsafe fn`"));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(syn::Error::new_spanned(abi, format!("{attr} cannot be used on an `extern` fn")));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics.params,
+            format!("{attr} cannot be used on a generic fn"),
+        ));
+    }
+    if let Some(w) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(w, format!("{attr} cannot be used with a where clause")));
+    }
+    for input in &sig.inputs {
+        let message = match input {
+            syn::FnArg::Receiver(_) => format!("{attr} goes on a free function, not a method"),
+            syn::FnArg::Typed(_) => format!("{attr} handlers take no arguments"),
+        };
+        errors.push(syn::Error::new_spanned(input, message));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(v, format!("{attr} handlers take no arguments")));
+    }
+    if let ReturnType::Type(_, ty) = &sig.output {
+        let unit = matches!(&**ty, syn::Type::Tuple(t) if t.elems.is_empty());
+        if !unit {
+            errors.push(syn::Error::new_spanned(ty, format!("{attr} handlers return `()`")));
+        }
+    }
+}
+
+pub(crate) fn expand(stage: Stage, args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let krate = parse_args(args, &mut errors).unwrap_or_else(args::default_crate);
+    let f: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            errors.push(syn::Error::new_spanned(
+                &item,
+                format!("{} can only be used on a free function", stage.attribute()),
+            ));
+            let errs = errors.to_compile_error();
+            return quote!(#item #errs);
+        }
+    };
+    check(stage, &f, &mut errors);
+    if !errors.is_empty() {
+        let errs = errors.to_compile_error();
+        return quote!(#f #errs);
+    }
+    let ident = &f.sig.ident;
+    let name = ident.to_string();
+    let slice = format_ident!("{}", stage.slice());
+    quote! {
+        #f
+        const _: () = {
+            #[#krate::__private::linkme::distributed_slice(#krate::__private::#slice)]
+            #[linkme(crate = #krate::__private::linkme)]
+            static __SEAMLESS_HANDLER: #krate::__private::Handler = #krate::__private::Handler {
+                name: ::core::concat!(::core::module_path!(), "::", #name),
+                run: #ident,
+            };
+        };
+    }
+}
