@@ -1,0 +1,4 @@
+#[seamless::on_shutdown_request]
+async fn release() {}
+
+fn main() {}

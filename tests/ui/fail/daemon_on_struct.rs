@@ -1,0 +1,4 @@
+#[seamless::daemon(pid_file = "/tmp/a.pid")]
+struct Server;
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[seamless::on_shutdown]
+struct Drain;
+
+fn main() {}

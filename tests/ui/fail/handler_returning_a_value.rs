@@ -1,0 +1,6 @@
+#[seamless::on_shutdown]
+fn drain() -> bool {
+    true
+}
+
+fn main() {}

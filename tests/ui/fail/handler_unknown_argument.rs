@@ -1,0 +1,4 @@
+#[seamless::on_shutdown(order = 1)]
+fn drain() {}
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[seamless::daemon(handover_timeout = "5s")]
+fn main() {}

@@ -1,0 +1,4 @@
+#[seamless::on_shutdown]
+unsafe fn drain() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[seamless::daemon(pid_file = "")]
+fn main() {
+    seamless::started();
+}

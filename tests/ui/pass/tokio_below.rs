@@ -1,0 +1,6 @@
+#[seamless::daemon(pid_file = "")]
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::io::Result<()> {
+    tokio::task::yield_now().await;
+    Ok(())
+}
