@@ -25,7 +25,11 @@ fn main() -> std::io::Result<()> {
         }
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
-                let reply = format!("{} {}", std::process::id(), String::from_utf8_lossy(&buf[..n]));
+                let reply = format!(
+                    "{} {}",
+                    std::process::id(),
+                    String::from_utf8_lossy(&buf[..n])
+                );
                 socket.send_to(reply.as_bytes(), peer)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}

@@ -149,9 +149,13 @@ fn ten_restart_requests_within_a_second_leave_one_generation() {
         d
     };
     assert!(
-        wait_until(T, || daemons(&sb).iter().filter(|p| alive(**p)).count() == 1),
+        wait_until(T, || daemons(&sb).iter().filter(|p| alive(**p)).count()
+            == 1),
         "one generation alive at the end; alive: {:?}",
-        daemons(&sb).iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        daemons(&sb)
+            .iter()
+            .filter(|p| alive(**p))
+            .collect::<Vec<_>>()
     );
     let (ok, failed, errors) = load.finish();
     let survivor = *daemons(&sb).iter().find(|p| alive(**p)).unwrap();
@@ -222,7 +226,10 @@ fn a_hanging_shutdown_handler_is_cut_at_shutdown_timeout() {
     let status = a.wait(T);
     assert_eq!(status.code(), Some(1));
     let took = stopped.elapsed();
-    assert!(took >= Duration::from_secs(8) && took < Duration::from_secs(12), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(8) && took < Duration::from_secs(12),
+        "{took:?}"
+    );
     let output = sb.output();
     assert!(
         output.contains("shutdown handler testd::drain_handler"),
@@ -303,8 +310,16 @@ fn a_symlink_planted_at_the_pid_file_path_is_not_followed() {
     std::fs::write(&precious, "do not touch\n").unwrap();
     std::os::unix::fs::symlink(&precious, sb.pid_file()).unwrap();
     let (_a, daemon) = ready(&sb, &[]);
-    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "do not touch\n");
-    assert!(!sb.pid_file().symlink_metadata().unwrap().file_type().is_symlink());
+    assert_eq!(
+        std::fs::read_to_string(&precious).unwrap(),
+        "do not touch\n"
+    );
+    assert!(!sb
+        .pid_file()
+        .symlink_metadata()
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(sb.pid_in_file(), Some(daemon));
 }
 

@@ -24,7 +24,11 @@ fn restart_keeps_serving_and_completes_the_slow_request() {
     let sb = Sandbox::new("restart");
     let (mut a, old) = start_generation(&sb, &[]);
     assert_eq!(sb.get("/").unwrap(), old);
-    assert_eq!(sb.count("child-launch-handler", a.pid), 1, "runs in the launcher");
+    assert_eq!(
+        sb.count("child-launch-handler", a.pid),
+        1,
+        "runs in the launcher"
+    );
     assert_eq!(sb.pid_in_file(), Some(old));
 
     // A slow request in flight on the old generation.
@@ -116,7 +120,10 @@ fn a_restart_requested_during_start_up_is_not_lost() {
     // daemon, which is still starting: ask for the restart now.
     sb.wait_event("child-launch-handler", &[], T);
     a.signal(Signal::SIGTERM);
-    assert!(a.wait(T).success(), "the daemon answered the restart request");
+    assert!(
+        a.wait(T).success(),
+        "the daemon answered the restart request"
+    );
     let daemon = sb.wait_event("start", &[], T);
     assert_eq!(sb.count("shutdown-request-handler", daemon), 1);
     // No successor comes: after handover_timeout (3 s) it stops gracefully.

@@ -57,7 +57,9 @@ fn installed(kind: Kind) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let message = format!("{kind:?}: {missing:?} not installed (apt-get install daemontools runit s6 supervisor)");
+    let message = format!(
+        "{kind:?}: {missing:?} not installed (apt-get install daemontools runit s6 supervisor)"
+    );
     if std::env::var_os("CI").is_some() {
         panic!("{message}");
     }
@@ -107,7 +109,10 @@ impl Supervised {
                 let finish = service.join("finish");
                 std::fs::write(
                     &finish,
-                    format!("#!/bin/sh\necho \"finish $1 $2\" >> '{}'\n", sb.dir.join("exits").display()),
+                    format!(
+                        "#!/bin/sh\necho \"finish $1 $2\" >> '{}'\n",
+                        sb.dir.join("exits").display()
+                    ),
                 )
                 .unwrap();
                 set_executable(&finish);
@@ -119,7 +124,10 @@ impl Supervised {
                 let finish = service.join("finish");
                 std::fs::write(
                     &finish,
-                    format!("#!/bin/sh\necho \"finish $1 $2\" >> '{}'\n", sb.dir.join("exits").display()),
+                    format!(
+                        "#!/bin/sh\necho \"finish $1 $2\" >> '{}'\n",
+                        sb.dir.join("exits").display()
+                    ),
                 )
                 .unwrap();
                 set_executable(&finish);
@@ -162,10 +170,17 @@ impl Supervised {
 
     fn control(&self, action: &str) {
         let status = match (self.kind, action) {
-            (Kind::Daemontools, "restart") => Command::new("svc").arg("-t").arg(&self.service).status(),
-            (Kind::Daemontools, "stop") => Command::new("svc").arg("-d").arg(&self.service).status(),
+            (Kind::Daemontools, "restart") => {
+                Command::new("svc").arg("-t").arg(&self.service).status()
+            }
+            (Kind::Daemontools, "stop") => {
+                Command::new("svc").arg("-d").arg(&self.service).status()
+            }
             (Kind::Runit, "restart") => Command::new("sv").arg("term").arg(&self.service).status(),
-            (Kind::Runit, "stop") => Command::new("sv").args(["-w", "1", "down"]).arg(&self.service).status(),
+            (Kind::Runit, "stop") => Command::new("sv")
+                .args(["-w", "1", "down"])
+                .arg(&self.service)
+                .status(),
             (Kind::S6, "restart") => Command::new("s6-svc").arg("-t").arg(&self.service).status(),
             (Kind::S6, "stop") => Command::new("s6-svc").arg("-d").arg(&self.service).status(),
             (Kind::Supervisord, "restart") => Command::new("supervisorctl")
@@ -200,7 +215,10 @@ impl Supervised {
 impl Drop for Supervised {
     fn drop(&mut self) {
         // The supervisor's process group holds it and every generation.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-(self.process.id() as i32)), Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
+            Signal::SIGKILL,
+        );
         let _ = self.process.wait();
     }
 }
@@ -226,7 +244,11 @@ fn alive_daemons(sb: &Sandbox) -> Vec<i32> {
 }
 
 /// New-connection and slow-request clients, counting failures.
-fn load(port: u16, stop: Arc<AtomicBool>, ok: Arc<AtomicUsize>) -> Vec<std::thread::JoinHandle<Vec<String>>> {
+fn load(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<Vec<String>>> {
     let mut threads = Vec::new();
     for path in ["/", "/", "/?delay=1500", "/?delay=1500"] {
         let (stop, ok) = (stop.clone(), ok.clone());
@@ -271,7 +293,10 @@ fn restarts_under_load(kind: Kind) {
         previous = next;
     }
     stop.store(true, Ordering::SeqCst);
-    let errors: Vec<String> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let errors: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     assert!(ok.load(Ordering::SeqCst) > 0);
     assert!(errors.is_empty(), "{kind:?}: failed requests: {errors:?}");
     assert!(
@@ -307,8 +332,16 @@ fn stop_drains(kind: Kind) {
     sup.control("stop");
     wait_dead(daemon, T);
     // Documented: up to handover_timeout (3 s for testd) plus the drain.
-    assert!(stopped.elapsed() < Duration::from_secs(6), "{:?}", stopped.elapsed());
-    assert_eq!(slow.join().unwrap().unwrap(), daemon, "in-flight request completed");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(
+        slow.join().unwrap().unwrap(),
+        daemon,
+        "in-flight request completed"
+    );
     assert_eq!(sb.count("shutdown-handler", daemon), 1);
     std::thread::sleep(Duration::from_millis(500));
     assert!(alive_daemons(&sb).is_empty(), "nothing left running");
@@ -330,7 +363,10 @@ fn crash_is_restarted(kind: Kind) {
     match kind {
         Kind::Runit | Kind::S6 => {
             let exits = std::fs::read_to_string(sb.dir.join("exits")).unwrap_or_default();
-            assert!(exits.lines().any(|l| l.starts_with("finish 3")), "finish got: {exits:?}");
+            assert!(
+                exits.lines().any(|l| l.starts_with("finish 3")),
+                "finish got: {exits:?}"
+            );
         }
         Kind::Supervisord => {
             let log_has_status = wait_until(T, || {

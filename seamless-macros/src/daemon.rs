@@ -11,7 +11,8 @@ use crate::duration;
 const KEYS: &str = "`pid_file`, `prepare_timeout`, `handover_timeout`, `shutdown_timeout`, `parent_signal`, `on_pid_file_error`, `crate`";
 
 const SIGNALS: &[&str] = &[
-    "HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "TERM", "CHLD", "CONT", "WINCH", "URG", "IO", "PWR",
+    "HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "TERM", "CHLD", "CONT", "WINCH", "URG", "IO",
+    "PWR",
 ];
 
 #[derive(Default)]
@@ -80,7 +81,11 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
                         lit_span,
                         format!(
                             "unknown signal `{text}`: expected one of {}",
-                            SIGNALS.iter().map(|s| format!("SIG{s}")).collect::<Vec<_>>().join(", ")
+                            SIGNALS
+                                .iter()
+                                .map(|s| format!("SIG{s}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     );
                 }
@@ -103,7 +108,10 @@ fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
                 once!(args.krate, Some(path));
             }
             _ => {
-                errors.at(span, format!("unknown argument `{name}`; expected one of {KEYS}"));
+                errors.at(
+                    span,
+                    format!("unknown argument `{name}`; expected one of {KEYS}"),
+                );
                 // Skip its value so the other arguments are still checked.
                 if meta.input.peek(syn::Token![=]) {
                     let _: Expr = meta.value()?.parse()?;
@@ -134,10 +142,16 @@ fn check_signature(f: &ItemFn, errors: &mut Errors) {
         errors.push(syn::Error::new_spanned(abi, "`fn main` cannot have an ABI"));
     }
     if !sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(&sig.generics.params, "`fn main` cannot be generic"));
+        errors.push(syn::Error::new_spanned(
+            &sig.generics.params,
+            "`fn main` cannot be generic",
+        ));
     }
     if let Some(w) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(w, "`fn main` cannot have a where clause"));
+        errors.push(syn::Error::new_spanned(
+            w,
+            "`fn main` cannot have a where clause",
+        ));
     }
     if !sig.inputs.is_empty() {
         errors.push(syn::Error::new_spanned(
@@ -160,9 +174,11 @@ fn check_signature(f: &ItemFn, errors: &mut Errors) {
 
 /// Attributes that belong on the generated `main` as well.
 fn also_on_outer(attr: &Attribute) -> bool {
-    ["doc", "cfg", "cfg_attr", "allow", "warn", "deny", "expect", "forbid"]
-        .iter()
-        .any(|name| attr.path().is_ident(name))
+    [
+        "doc", "cfg", "cfg_attr", "allow", "warn", "deny", "expect", "forbid",
+    ]
+    .iter()
+    .any(|name| attr.path().is_ident(name))
 }
 
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -191,7 +207,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         return quote!(#f #errs);
     }
 
-    let krate = parsed.krate.map(|(p, _)| p).unwrap_or_else(args::default_crate);
+    let krate = parsed
+        .krate
+        .map(|(p, _)| p)
+        .unwrap_or_else(args::default_crate);
     let (pid_file, pid_span) = parsed.pid_file.expect("checked above");
     let mut builder = quote_spanned!(pid_span=> #krate::__private::builder(#pid_file));
     let millis = |ms: u64| quote!(::core::time::Duration::from_millis(#ms));

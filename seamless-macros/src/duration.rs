@@ -11,7 +11,9 @@ pub(crate) fn parse(text: &str) -> Result<u64, String> {
     let mut total: u64 = 0;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!("expected a number at {rest:?}: {FORMS}"));
         }
@@ -19,7 +21,9 @@ pub(crate) fn parse(text: &str) -> Result<u64, String> {
             .parse()
             .map_err(|_| format!("number too large: {FORMS}"))?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         let factor = match unit {
             "ms" => 1,
@@ -57,7 +61,20 @@ mod tests {
 
     #[test]
     fn rejected_forms() {
-        for bad in ["", "10", "s", "10 s", "1.5s", "10sec", "-1s", "0s", "0ms", "99999999999999999999s", "6000000000000h", "1d"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "10 s",
+            "1.5s",
+            "10sec",
+            "-1s",
+            "0s",
+            "0ms",
+            "99999999999999999999s",
+            "6000000000000h",
+            "1d",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -57,7 +57,10 @@ fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
     let attr = stage.attribute();
     let sig = &f.sig;
     if let Some(a) = &sig.asyncness {
-        errors.at(a.span, format!("{attr} cannot be used on an `async fn`: handlers run on a plain thread"));
+        errors.at(
+            a.span,
+            format!("{attr} cannot be used on an `async fn`: handlers run on a plain thread"),
+        );
     }
     if let Some(c) = &sig.constness {
         errors.at(c.span, format!("{attr} cannot be used on a `const fn`"));
@@ -66,7 +69,10 @@ fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
         errors.at(u.span, format!("{attr} cannot be used on an `unsafe fn`"));
     }
     if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new_spanned(abi, format!("{attr} cannot be used on an `extern` fn")));
+        errors.push(syn::Error::new_spanned(
+            abi,
+            format!("{attr} cannot be used on an `extern` fn"),
+        ));
     }
     if !sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
@@ -75,7 +81,10 @@ fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
         ));
     }
     if let Some(w) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(w, format!("{attr} cannot be used with a where clause")));
+        errors.push(syn::Error::new_spanned(
+            w,
+            format!("{attr} cannot be used with a where clause"),
+        ));
     }
     for input in &sig.inputs {
         let message = match input {
@@ -85,12 +94,18 @@ fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
         errors.push(syn::Error::new_spanned(input, message));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(v, format!("{attr} handlers take no arguments")));
+        errors.push(syn::Error::new_spanned(
+            v,
+            format!("{attr} handlers take no arguments"),
+        ));
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         let unit = matches!(&**ty, syn::Type::Tuple(t) if t.elems.is_empty());
         if !unit {
-            errors.push(syn::Error::new_spanned(ty, format!("{attr} handlers return `()`")));
+            errors.push(syn::Error::new_spanned(
+                ty,
+                format!("{attr} handlers return `()`"),
+            ));
         }
     }
 }

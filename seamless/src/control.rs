@@ -110,8 +110,14 @@ impl Channel {
                 format!("fd {} named by {ENV_VAR} is not a socket", fd.as_raw_fd()),
             ));
         }
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC))?;
-        nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))?;
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )?;
+        nix::fcntl::fcntl(
+            &fd,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )?;
         Ok(Channel { fd })
     }
 
@@ -169,7 +175,9 @@ mod tests {
     #[test]
     fn env_value_round_trip_and_rejects() {
         assert_eq!(parse_env("123:7"), Some((123, 7)));
-        for bad in ["", ":", "123", "x:7", "0:7", "-5:7", "12:1", "12:-3", "12:7:9"] {
+        for bad in [
+            "", ":", "123", "x:7", "0:7", "-5:7", "12:1", "12:-3", "12:7:9",
+        ] {
             assert_eq!(parse_env(bad), None, "{bad:?}");
         }
     }

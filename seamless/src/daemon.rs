@@ -65,7 +65,9 @@ fn install(daemon: Daemon) -> &'static Daemon {
         launcher_pid: daemon.launcher_pid,
     };
     if DAEMON.set(daemon).is_err() || !runtime::set(runtime) {
-        panic!("seamless is started once per process: Builder::start or #[seamless::daemon] ran twice");
+        panic!(
+            "seamless is started once per process: Builder::start or #[seamless::daemon] ran twice"
+        );
     }
     DAEMON.get().expect("just set")
 }
@@ -235,10 +237,9 @@ impl Daemon {
             let handover_due = matches!((state.detached_at, state.shutdown_at),
                 (Some(at), None) if now >= at + self.config.handover_timeout);
             let overdue = match (state.shutdown_at, self.config.shutdown_timeout) {
-                (Some(at), Some(limit)) if now >= at + limit => Some((
-                    limit,
-                    state.running_handler.clone(),
-                )),
+                (Some(at), Some(limit)) if now >= at + limit => {
+                    Some((limit, state.running_handler.clone()))
+                }
                 _ => None,
             };
             (handover_due, overdue)

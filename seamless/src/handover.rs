@@ -78,7 +78,9 @@ pub(crate) struct Endpoint {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint").field("path", &self.path).finish()
+        f.debug_struct("Endpoint")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -195,7 +197,10 @@ fn read_request(stream: &mut UnixStream) -> io::Result<String> {
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "name is not UTF-8"));
         }
         if buf.len() > MAX_REQUEST {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "request too long"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request too long",
+            ));
         }
     }
 }
@@ -211,11 +216,19 @@ pub(crate) struct Received {
 /// there is no endpoint or no such socket.
 pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
     if name.len() >= MAX_REQUEST || name.contains('\n') {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket name too long or has a newline"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket name too long or has a newline",
+        ));
     }
     let mut stream = match UnixStream::connect(path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e),
@@ -238,7 +251,11 @@ pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
             if let ControlMessageOwned::ScmRights(received) = cmsg {
                 // SAFETY: the kernel just installed these fds in our table;
                 // nothing else owns them.
-                fds.extend(received.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                fds.extend(
+                    received
+                        .into_iter()
+                        .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                );
             }
         }
         (msg.bytes, fds)
@@ -266,6 +283,7 @@ pub(crate) fn clear_registry_for_tests(name: &str) {
 mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsFd;
     use std::sync::atomic::AtomicUsize;
 
     fn temp_dir() -> PathBuf {

@@ -73,7 +73,9 @@ const FORWARDED: [i32; 22] = [
 enum Phase {
     Running,
     /// Asked the daemon to prepare; TERM it at the deadline.
-    Preparing { deadline: Instant },
+    Preparing {
+        deadline: Instant,
+    },
     /// The daemon was told to stop; wait for it to exit.
     Stopping,
 }
@@ -118,10 +120,10 @@ impl Launcher {
         let mut args = std::env::args_os();
         let argv0 = args.next().unwrap_or_default();
         let mut command = Command::new("/proc/self/exe");
-        command
-            .arg0(argv0)
-            .args(args)
-            .env(control::ENV_VAR, format!("{}:{}", std::process::id(), child_fd));
+        command.arg0(argv0).args(args).env(
+            control::ENV_VAR,
+            format!("{}:{}", std::process::id(), child_fd),
+        );
         // SAFETY: the closure runs in the child between fork and exec and
         // only makes async-signal-safe calls (sigemptyset, sigaddset,
         // sigprocmask, fcntl) on values prepared before the fork.
@@ -215,10 +217,7 @@ impl Launcher {
             libc::SIGCHLD => {} // reaped below
             libc::SIGTERM => match self.phase {
                 Phase::Running => {
-                    report::info!(
-                        "restart requested: asking daemon {} to prepare",
-                        self.child
-                    );
+                    report::info!("restart requested: asking daemon {} to prepare", self.child);
                     self.notify.reloading();
                     let asked = self
                         .channel
@@ -236,7 +235,7 @@ impl Launcher {
                 _ => report::debug!("SIGTERM again while a restart is under way: ignored"),
             },
             signal => {
-                if from_child || from_self || delivery.from_terminal() {
+                if from_child || from_self || delivery.sent_by_terminal() {
                     // The terminal signalled the whole foreground group, the
                     // daemon included: forwarding would double it.
                     return;
@@ -309,4 +308,3 @@ impl Launcher {
         }
     }
 }
-

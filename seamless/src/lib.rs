@@ -7,8 +7,8 @@ mod daemon;
 mod handlers;
 mod handover;
 mod launcher;
-mod notify;
 pub mod net;
+mod notify;
 mod pidfile;
 mod procfs;
 mod report;
@@ -19,8 +19,8 @@ mod signals;
 pub use builder::{Builder, OnPidFileError, PidFilePath, Session};
 pub use daemon::started;
 pub use handlers::{on_shutdown, on_shutdown_request};
-pub use shutdown::{shutdown, wait, Shutdown};
 pub use seamless_macros::{daemon, on_child_launch, on_shutdown, on_shutdown_request};
+pub use shutdown::{shutdown, wait, Shutdown};
 
 #[doc(hidden)]
 pub mod __private;

@@ -46,9 +46,12 @@ use crate::{report, runtime};
 pub fn tcp(name: &str, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     let wanted = describe("tcp", &addrs);
-    let socket = obtain(name, &wanted, |fd| matches_inet(fd, Type::STREAM, &addrs), || {
-        bind_inet(&addrs, Type::STREAM)
-    })?;
+    let socket = obtain(
+        name,
+        &wanted,
+        |fd| matches_inet(fd, Type::STREAM, &addrs),
+        || bind_inet(&addrs, Type::STREAM),
+    )?;
     Ok(TcpListener::from(socket))
 }
 
@@ -61,9 +64,12 @@ pub fn tcp(name: &str, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
 pub fn udp(name: &str, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
     let wanted = describe("udp", &addrs);
-    let socket = obtain(name, &wanted, |fd| matches_inet(fd, Type::DGRAM, &addrs), || {
-        bind_inet(&addrs, Type::DGRAM)
-    })?;
+    let socket = obtain(
+        name,
+        &wanted,
+        |fd| matches_inet(fd, Type::DGRAM, &addrs),
+        || bind_inet(&addrs, Type::DGRAM),
+    )?;
     Ok(UdpSocket::from(socket))
 }
 
@@ -76,7 +82,12 @@ pub fn udp(name: &str, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
 pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
     let path = path.as_ref();
     let wanted = format!("unix {}", path.display());
-    let socket = obtain(name, &wanted, |fd| matches_unix(fd, path), || bind_unix(path))?;
+    let socket = obtain(
+        name,
+        &wanted,
+        |fd| matches_unix(fd, path),
+        || bind_unix(path),
+    )?;
     Ok(UnixListener::from(socket))
 }
 
@@ -97,7 +108,10 @@ pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
     let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+    match nix::poll::poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
         Ok(n) => Ok(n > 0),
         Err(nix::errno::Errno::EINTR) => Ok(false),
         Err(e) => Err(e.into()),
@@ -132,7 +146,11 @@ fn obtain(
     Ok(fd)
 }
 
-fn handed_over(name: &str, wanted: &str, fits: &impl Fn(&OwnedFd) -> bool) -> io::Result<Option<OwnedFd>> {
+fn handed_over(
+    name: &str,
+    wanted: &str,
+    fits: &impl Fn(&OwnedFd) -> bool,
+) -> io::Result<Option<OwnedFd>> {
     let Some(pid_file) = runtime::pid_file() else {
         return Ok(None);
     };
@@ -207,10 +225,14 @@ fn activated(name: &str, fits: &impl Fn(&OwnedFd) -> bool) -> Option<OwnedFd> {
         if nix::sys::stat::fstat(borrowed).map(|s| s.st_mode & libc::S_IFMT) != Ok(libc::S_IFSOCK) {
             continue;
         }
-        let Ok(dup) = borrowed.try_clone_to_owned() else { continue };
+        let Ok(dup) = borrowed.try_clone_to_owned() else {
+            continue;
+        };
         if !fits(&dup) {
             if named {
-                report::warning!("systemd socket {name:?} (fd {fd}) is not what this program asks for");
+                report::warning!(
+                    "systemd socket {name:?} (fd {fd}) is not what this program asks for"
+                );
             }
             continue;
         }
@@ -251,9 +273,9 @@ fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "socket path has no file name"))?;
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "socket path has no file name")
+    })?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".{}.tmp", std::process::id()));
@@ -271,26 +293,34 @@ fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
 // ------------------------------------------------------------- matching
 
 fn matches_inet(fd: &OwnedFd, ty: Type, addrs: &[SocketAddr]) -> bool {
-    let Ok(socket) = fd.try_clone().map(Socket::from) else { return false };
-    let Ok(local) = socket.local_addr() else { return false };
-    let Some(local) = local.as_socket() else { return false };
+    let Ok(socket) = fd.try_clone().map(Socket::from) else {
+        return false;
+    };
+    let Ok(local) = socket.local_addr() else {
+        return false;
+    };
+    let Some(local) = local.as_socket() else {
+        return false;
+    };
     socket.r#type().is_ok_and(|t| t == ty)
-        && addrs.iter().any(|a| {
-            a.ip() == local.ip() && (a.port() == 0 || a.port() == local.port())
-        })
+        && addrs
+            .iter()
+            .any(|a| a.ip() == local.ip() && (a.port() == 0 || a.port() == local.port()))
 }
 
 fn matches_unix(fd: &OwnedFd, path: &Path) -> bool {
-    let Ok(socket) = fd.try_clone().map(Socket::from) else { return false };
+    let Ok(socket) = fd.try_clone().map(Socket::from) else {
+        return false;
+    };
     let is_unix_stream = socket.r#type().is_ok_and(|t| t == Type::STREAM)
-        && socket.local_addr().is_ok_and(|a| a.domain() == Domain::UNIX);
+        && socket
+            .local_addr()
+            .is_ok_and(|a| a.domain() == Domain::UNIX);
     // A socket bound at a temporary path and renamed reports the temporary
     // name; the handover checks the path the program asked for instead.
     let _ = path;
     is_unix_stream
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -304,7 +334,10 @@ mod tests {
         assert!(parse_listen_env(None, Some("2"), None, &[42]).is_empty());
         assert!(parse_listen_env(Some("42"), Some("x"), None, &[42]).is_empty());
         assert!(parse_listen_env(Some("42"), Some("-3"), None, &[42]).is_empty());
-        assert_eq!(parse_listen_env(Some("7"), Some("1"), None, &[42, 7]), [(3, None)]);
+        assert_eq!(
+            parse_listen_env(Some("7"), Some("1"), None, &[42, 7]),
+            [(3, None)]
+        );
     }
 
     #[test]
@@ -317,7 +350,10 @@ mod tests {
         assert!(!matches_inet(&b, Type::DGRAM, &[addr]));
         let u = udp("net-test-u", "127.0.0.1:0").unwrap();
         assert!(u.local_addr().is_ok());
-        assert!(tcp("net-test-a", "127.0.0.1:0").is_err(), "names are unique");
+        assert!(
+            tcp("net-test-a", "127.0.0.1:0").is_err(),
+            "names are unique"
+        );
         handover::clear_registry_for_tests("net-test-a");
         handover::clear_registry_for_tests("net-test-u");
     }

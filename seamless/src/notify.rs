@@ -91,7 +91,9 @@ mod tests {
         n.stopping();
         let mut buf = [0u8; 256];
         let len = server.recv(&mut buf).unwrap();
-        assert!(std::str::from_utf8(&buf[..len]).unwrap().starts_with("READY=1\nMAINPID="));
+        assert!(std::str::from_utf8(&buf[..len])
+            .unwrap()
+            .starts_with("READY=1\nMAINPID="));
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"STOPPING=1");
         std::fs::remove_dir_all(&dir).unwrap();

@@ -285,13 +285,17 @@ impl PidFile {
                 return Ok(Locked { _file: file });
             }
             let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != io::ErrorKind::Interrupted {
+            if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != io::ErrorKind::Interrupted
+            {
                 return Err(e);
             }
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("{} stayed locked for {LOCK_WAIT:?}", self.lock_path.display()),
+                    format!(
+                        "{} stayed locked for {LOCK_WAIT:?}",
+                        self.lock_path.display()
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -371,9 +375,10 @@ impl PidFile {
         let mut claimed = Claimed::default();
         if parsed.entries.is_empty() {
             if let Some(pid) = parsed.first_line.filter(|p| *p != me.pid) {
-                claimed
-                    .refused
-                    .push((pid, "no identity recorded (a bare pid proves nothing)".into()));
+                claimed.refused.push((
+                    pid,
+                    "no identity recorded (a bare pid proves nothing)".into(),
+                ));
             }
         }
         for entry in &parsed.entries {
@@ -460,7 +465,12 @@ mod tests {
     struct Sleeper(std::process::Child);
     impl Sleeper {
         fn new() -> Sleeper {
-            Sleeper(std::process::Command::new("sleep").arg("30").spawn().unwrap())
+            Sleeper(
+                std::process::Command::new("sleep")
+                    .arg("30")
+                    .spawn()
+                    .unwrap(),
+            )
         }
         fn pid(&self) -> i32 {
             self.0.id() as i32
@@ -503,10 +513,19 @@ mod tests {
     #[test]
     fn bad_contents_yield_nothing_signallable() {
         for content in [
-            "", "garbage", "-1234\n", "0\n", "1\n", "-1\n", "99999999999\n",
-            "12\nseamless-v1 newest -5 1 b\n", "12\nseamless-v1 newest 1 1 b\n",
-            "12\nseamless-v1 newest 0 1 b\n", "12\nseamless-v1 boss 12 1 b\n",
-            "12\nseamless-v1 newest 12 x b\n", "12\nseamless-v1 newest 12 1 b extra\n",
+            "",
+            "garbage",
+            "-1234\n",
+            "0\n",
+            "1\n",
+            "-1\n",
+            "99999999999\n",
+            "12\nseamless-v1 newest -5 1 b\n",
+            "12\nseamless-v1 newest 1 1 b\n",
+            "12\nseamless-v1 newest 0 1 b\n",
+            "12\nseamless-v1 boss 12 1 b\n",
+            "12\nseamless-v1 newest 12 x b\n",
+            "12\nseamless-v1 newest 12 1 b extra\n",
         ] {
             let parsed = parse(content.as_bytes());
             assert!(parsed.entries.is_empty(), "{content:?}");
@@ -519,14 +538,28 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("d.pid");
         let sleeper = Sleeper::new();
-        let real = ProcessIdentity::of(sleeper.pid()).unwrap().unwrap().identity;
+        let real = ProcessIdentity::of(sleeper.pid())
+            .unwrap()
+            .unwrap()
+            .identity;
         let me = ProcessIdentity::current().unwrap();
         let cases = [
             format!("{}\n", sleeper.pid()),
             format!("-{}\n", sleeper.pid()),
-            format!("x\n{MAGIC} newest {} {} {}\n", real.pid, real.start_time + 1, real.boot_id),
-            format!("x\n{MAGIC} newest {} {} other-boot\n", real.pid, real.start_time),
-            format!("x\n{MAGIC} newest {} {} {}\n", me.pid, me.start_time, me.boot_id),
+            format!(
+                "x\n{MAGIC} newest {} {} {}\n",
+                real.pid,
+                real.start_time + 1,
+                real.boot_id
+            ),
+            format!(
+                "x\n{MAGIC} newest {} {} other-boot\n",
+                real.pid, real.start_time
+            ),
+            format!(
+                "x\n{MAGIC} newest {} {} {}\n",
+                me.pid, me.start_time, me.boot_id
+            ),
             format!("x\n{MAGIC} newest 4194305 1 {}\n", real.boot_id),
         ];
         let pid_file = PidFile::open(&path).unwrap();
@@ -549,17 +582,26 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("d.pid");
         let mut sleeper = Sleeper::new();
-        let real = ProcessIdentity::of(sleeper.pid()).unwrap().unwrap().identity;
+        let real = ProcessIdentity::of(sleeper.pid())
+            .unwrap()
+            .unwrap()
+            .identity;
         std::fs::write(
             &path,
-            format!("{0}\n{MAGIC} detached {0} {1} {2}\n", real.pid, real.start_time, real.boot_id),
+            format!(
+                "{0}\n{MAGIC} detached {0} {1} {2}\n",
+                real.pid, real.start_time, real.boot_id
+            ),
         )
         .unwrap();
         let pid_file = PidFile::open(&path).unwrap();
         let claimed = pid_file.claim().unwrap();
         assert_eq!(claimed.signalled, [real.pid]);
         let status = sleeper.0.wait().unwrap();
-        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGTERM));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGTERM)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -574,7 +616,10 @@ mod tests {
         let claimed = pid_file.claim().unwrap();
         assert!(claimed.signalled.is_empty());
         assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep\n");
-        assert!(std::fs::symlink_metadata(&path).unwrap().file_type().is_file());
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -606,7 +651,10 @@ mod tests {
         let parsed = parse(&std::fs::read(&path).unwrap());
         assert_eq!(parsed.entries.len(), 1);
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
-        assert_eq!(leftovers, 2, "pid file and lock file only: no temp files left");
+        assert_eq!(
+            leftovers, 2,
+            "pid file and lock file only: no temp files left"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

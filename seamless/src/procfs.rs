@@ -47,7 +47,10 @@ impl ProcessIdentity {
             Err(e) => return Err(e),
         };
         let (state, start_time) = parse_stat(&stat).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("unreadable /proc/{pid}/stat"))
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unreadable /proc/{pid}/stat"),
+            )
         })?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let uid = status

@@ -152,7 +152,9 @@ impl Future for Shutdown {
 
 impl std::fmt::Debug for Latch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Latch").field("open", &self.is_open()).finish()
+        f.debug_struct("Latch")
+            .field("open", &self.is_open())
+            .finish()
     }
 }
 

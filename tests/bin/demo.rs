@@ -79,7 +79,10 @@ fn parse_args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_else(|| usage(&format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--strategies" => {
                 a.strategies = value()
@@ -115,7 +118,8 @@ fn parse_args() -> Args {
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> T {
-    s.parse().unwrap_or_else(|_| usage(&format!("not a number: {s}")))
+    s.parse()
+        .unwrap_or_else(|_| usage(&format!("not a number: {s}")))
 }
 
 fn usage(problem: &str) -> ! {
@@ -243,7 +247,10 @@ impl Load {
     }
 
     fn connect(&self) -> std::io::Result<TcpStream> {
-        let s = TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_secs(5))?;
+        let s = TcpStream::connect_timeout(
+            &([127, 0, 0, 1], self.port).into(),
+            Duration::from_secs(5),
+        )?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
         Ok(s)
@@ -256,7 +263,10 @@ impl Load {
         while !self.stop.load(Ordering::Relaxed) {
             let began = Instant::now();
             if conn.is_none() {
-                match self.connect().and_then(|s| Ok((s.try_clone()?, BufReader::new(s)))) {
+                match self
+                    .connect()
+                    .and_then(|s| Ok((s.try_clone()?, BufReader::new(s))))
+                {
                     Ok((w, r)) => conn = Some((w, r, 0)),
                     Err(e) => {
                         self.record(&mut out, began, classify(&e), 0);
@@ -339,7 +349,9 @@ fn testd_path() -> PathBuf {
     }
     match build.status() {
         Ok(s) if s.success() => {}
-        _ if testd.exists() => eprintln!("demo: could not rebuild testd; using {}", testd.display()),
+        _ if testd.exists() => {
+            eprintln!("demo: could not rebuild testd; using {}", testd.display())
+        }
         _ => {
             eprintln!("demo: cannot build testd");
             std::process::exit(1)
@@ -360,8 +372,15 @@ struct Env {
 
 /// Starts and restarts the server the way a supervisor does.
 enum Supervisor {
-    Supervise { dir: PathBuf, child: Child },
-    Builtin { current: Arc<Mutex<Option<u32>>>, stop: Arc<AtomicBool>, thread: Option<std::thread::JoinHandle<()>> },
+    Supervise {
+        dir: PathBuf,
+        child: Child,
+    },
+    Builtin {
+        current: Arc<Mutex<Option<u32>>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
 }
 
 impl Supervisor {
@@ -373,17 +392,27 @@ impl Supervisor {
             for (k, v) in &env.vars {
                 write!(run, " {k}='{v}'").unwrap();
             }
-            writeln!(run, " '{}' 2>>'{}'", testd.display(), dir.join("stderr").display()).unwrap();
+            writeln!(
+                run,
+                " '{}' 2>>'{}'",
+                testd.display(),
+                dir.join("stderr").display()
+            )
+            .unwrap();
             let path = service.join("run");
             std::fs::write(&path, run).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
             let child = Command::new("supervise")
                 .arg(&service)
                 .stdin(Stdio::null())
                 .process_group(0)
                 .spawn()
                 .expect("supervise");
-            return Supervisor::Supervise { dir: service, child };
+            return Supervisor::Supervise {
+                dir: service,
+                child,
+            };
         }
         let current = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
@@ -394,7 +423,11 @@ impl Supervisor {
             let stderr = dir.join("stderr");
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
-                    let log = std::fs::OpenOptions::new().create(true).append(true).open(&stderr).unwrap();
+                    let log = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&stderr)
+                        .unwrap();
                     let mut child = Command::new(&testd)
                         .envs(vars.iter().map(|(k, v)| (k, v)))
                         .stdin(Stdio::null())
@@ -409,7 +442,11 @@ impl Supervisor {
                 }
             })
         };
-        Supervisor::Builtin { current, stop, thread: Some(thread) }
+        Supervisor::Builtin {
+            current,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn describe(&self) -> &'static str {
@@ -423,7 +460,9 @@ impl Supervisor {
     fn child_pid(&self) -> Option<u32> {
         match self {
             Supervisor::Supervise { child, .. } => {
-                let text = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id())).ok()?;
+                let text =
+                    std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+                        .ok()?;
                 text.split_whitespace().next()?.parse().ok()
             }
             Supervisor::Builtin { current, .. } => *current.lock().unwrap(),
@@ -453,7 +492,11 @@ impl Supervisor {
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
                 let _ = child.wait();
             }
-            Supervisor::Builtin { stop, thread, current } => {
+            Supervisor::Builtin {
+                stop,
+                thread,
+                current,
+            } => {
                 stop.store(true, Ordering::SeqCst);
                 if let Some(pid) = *current.lock().unwrap() {
                     // SAFETY: kill(2) on the process group we created.
@@ -476,7 +519,10 @@ impl Supervisor {
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next() != Some('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -493,7 +539,11 @@ fn memory(pid: u32) -> Option<(u64, u64)> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 // ------------------------------------------------------------------ a run
@@ -512,7 +562,11 @@ struct RunResult {
 }
 
 fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
-    let dir = std::env::temp_dir().join(format!("seamless-demo-{}-{}", std::process::id(), strategy.name()));
+    let dir = std::env::temp_dir().join(format!(
+        "seamless-demo-{}-{}",
+        std::process::id(),
+        strategy.name()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
@@ -523,7 +577,10 @@ fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
     let mut vars = vec![
         ("TESTD_PID_FILE".to_owned(), pid_file),
         ("TESTD_ADDR".to_owned(), format!("127.0.0.1:{port}")),
-        ("TESTD_EVENTS".to_owned(), dir.join("events").display().to_string()),
+        (
+            "TESTD_EVENTS".to_owned(),
+            dir.join("events").display().to_string(),
+        ),
     ];
     if strategy != Strategy::Handover {
         vars.push(("TESTD_LISTEN".into(), "reuseport".into()));
@@ -540,12 +597,20 @@ fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
     // Wait for the first generation.
     let t0 = Instant::now();
     while daemons("ready ").is_empty() {
-        assert!(t0.elapsed() < Duration::from_secs(20), "testd did not start; see {}", dir.display());
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "testd did not start; see {}",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(200));
     let first = daemons("ready ")[0];
-    let launcher_mem = if strategy == Strategy::Naive { None } else { sup.child_pid().and_then(memory) };
+    let launcher_mem = if strategy == Strategy::Naive {
+        None
+    } else {
+        sup.child_pid().and_then(memory)
+    };
     let daemon_mem = memory(first);
 
     let load = Arc::new(Load {
@@ -567,7 +632,9 @@ fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
     let slow_path: &'static str = Box::leak(format!("/?delay={}", args.slow_ms).into_boxed_str());
     for _ in 0..args.slow {
         let l = load.clone();
-        threads.push(std::thread::spawn(move || l.oneshot(slow_path, Some(Outcome::SlowCut))));
+        threads.push(std::thread::spawn(move || {
+            l.oneshot(slow_path, Some(Outcome::SlowCut))
+        }));
     }
 
     // Restarts, the supervisor's way; watch for the old generation's exit.
@@ -599,11 +666,19 @@ fn run(args: &Args, strategy: Strategy, testd: &Path) -> RunResult {
         if let Some(e) = exited {
             old_exit_ms.push(e.as_secs_f32() * 1000.0);
         }
-        eprint!("\r{}: restart {}/{} ", strategy.name(), i + 1, args.restarts);
+        eprint!(
+            "\r{}: restart {}/{} ",
+            strategy.name(),
+            i + 1,
+            args.restarts
+        );
     }
     std::thread::sleep(Duration::from_millis(500));
     load.stop.store(true, Ordering::SeqCst);
-    let mut samples: Vec<Sample> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    let mut samples: Vec<Sample> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
     samples.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
     eprintln!();
 
@@ -655,7 +730,11 @@ fn startup(testd: &Path, samples: usize) -> (f64, f64) {
         let mut times = Vec::new();
         for _ in 0..samples {
             let port = free_port();
-            let pid_file = if seamless { dir.join("t.pid").display().to_string() } else { String::new() };
+            let pid_file = if seamless {
+                dir.join("t.pid").display().to_string()
+            } else {
+                String::new()
+            };
             let _ = std::fs::remove_file(dir.join("t.pid"));
             let began = Instant::now();
             let mut child = Command::new(testd)
@@ -777,7 +856,12 @@ fn report(results: &[RunResult], startup: Option<(f64, f64)>, args: &Args) -> St
         writeln!(
             out,
             " {:.2} / {:.2} / {:.1} | {:.2} / {:.2} / {:.1} | {:.1} | {:.1} |",
-            s.steady[0], s.steady[1], s.steady[2], s.window[0], s.window[1], s.window[2],
+            s.steady[0],
+            s.steady[1],
+            s.steady[2],
+            s.window[0],
+            s.window[1],
+            s.window[2],
             median(&r.takeover_ms),
             median(&r.old_exit_ms)
         )
@@ -786,10 +870,20 @@ fn report(results: &[RunResult], startup: Option<(f64, f64)>, args: &Args) -> St
     writeln!(out).unwrap();
     for r in results {
         if let Some((rss, anon)) = r.launcher_mem {
-            writeln!(out, "{}: launcher VmRSS {rss} KiB, RssAnon {anon} KiB", r.strategy.name()).unwrap();
+            writeln!(
+                out,
+                "{}: launcher VmRSS {rss} KiB, RssAnon {anon} KiB",
+                r.strategy.name()
+            )
+            .unwrap();
         }
         if let Some((rss, anon)) = r.daemon_mem {
-            writeln!(out, "{}: daemon VmRSS {rss} KiB, RssAnon {anon} KiB", r.strategy.name()).unwrap();
+            writeln!(
+                out,
+                "{}: daemon VmRSS {rss} KiB, RssAnon {anon} KiB",
+                r.strategy.name()
+            )
+            .unwrap();
         }
     }
     if let Some((off, on)) = startup {
@@ -808,9 +902,20 @@ fn json(results: &[RunResult], startup: Option<(f64, f64)>) -> String {
     let mut out = String::from("{\n  \"runs\": [\n");
     for (i, r) in results.iter().enumerate() {
         let s = summarize(r);
-        write!(out, "    {{\"strategy\": \"{}\", \"supervisor\": \"{}\", \"requests\": {}, ", r.strategy.name(), r.supervisor, s.total).unwrap();
+        write!(
+            out,
+            "    {{\"strategy\": \"{}\", \"supervisor\": \"{}\", \"requests\": {}, ",
+            r.strategy.name(),
+            r.supervisor,
+            s.total
+        )
+        .unwrap();
         out += "\"failures\": {";
-        let f: Vec<String> = s.failures.iter().map(|(k, n)| format!("\"{}\": {n}", kind_name(*k))).collect();
+        let f: Vec<String> = s
+            .failures
+            .iter()
+            .map(|(k, n)| format!("\"{}\": {n}", kind_name(*k)))
+            .collect();
         out += &f.join(", ");
         write!(
             out,
@@ -827,16 +932,28 @@ fn json(results: &[RunResult], startup: Option<(f64, f64)>) -> String {
         )
         .unwrap();
         if let Some((rss, anon)) = r.launcher_mem {
-            write!(out, ", \"launcher_kib\": {{\"vmrss\": {rss}, \"rssanon\": {anon}}}").unwrap();
+            write!(
+                out,
+                ", \"launcher_kib\": {{\"vmrss\": {rss}, \"rssanon\": {anon}}}"
+            )
+            .unwrap();
         }
         if let Some((rss, anon)) = r.daemon_mem {
-            write!(out, ", \"daemon_kib\": {{\"vmrss\": {rss}, \"rssanon\": {anon}}}").unwrap();
+            write!(
+                out,
+                ", \"daemon_kib\": {{\"vmrss\": {rss}, \"rssanon\": {anon}}}"
+            )
+            .unwrap();
         }
         out += if i + 1 < results.len() { "},\n" } else { "}\n" };
     }
     out += "  ]";
     if let Some((off, on)) = startup {
-        write!(out, ",\n  \"startup_ms_median\": {{\"off\": {off:.3}, \"on\": {on:.3}}}").unwrap();
+        write!(
+            out,
+            ",\n  \"startup_ms_median\": {{\"off\": {off:.3}, \"on\": {on:.3}}}"
+        )
+        .unwrap();
     }
     out += "\n}\n";
     out.replace("NaN", "null")
@@ -848,7 +965,12 @@ fn plot(results: &[RunResult], path: &Path) -> Result<(), Box<dyn std::error::Er
     let root = SVGBackend::new(path, (1000, height)).into_drawing_area();
     root.fill(&WHITE)?;
     for (area, r) in root.split_evenly((results.len(), 1)).iter().zip(results) {
-        let end_s = r.samples.last().map(|s| s.at_ms / 1000.0).unwrap_or(1.0).max(1.0);
+        let end_s = r
+            .samples
+            .last()
+            .map(|s| s.at_ms / 1000.0)
+            .unwrap_or(1.0)
+            .max(1.0);
         // p99 latency and failures per 100 ms bucket.
         let buckets = (end_s * 10.0).ceil() as usize + 1;
         let mut lat: Vec<Vec<u32>> = vec![Vec::new(); buckets];
@@ -873,7 +995,10 @@ fn plot(results: &[RunResult], path: &Path) -> Result<(), Box<dyn std::error::Er
         let ymax = p99.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.1;
         let mut chart = ChartBuilder::on(area)
             .caption(
-                format!("{}: p99 latency per 100 ms (blue), failures (red), restarts (grey)", r.strategy.name()),
+                format!(
+                    "{}: p99 latency per 100 ms (blue), failures (red), restarts (grey)",
+                    r.strategy.name()
+                ),
                 ("sans-serif", 16),
             )
             .margin(8)
@@ -883,14 +1008,23 @@ fn plot(results: &[RunResult], path: &Path) -> Result<(), Box<dyn std::error::Er
         chart.configure_mesh().x_desc("s").y_desc("ms").draw()?;
         for at in &r.restarts_at_ms {
             let x = at / 1000.0;
-            chart.draw_series(LineSeries::new([(x, 0.0), (x, ymax)], &RGBColor(180, 180, 180)))?;
+            chart.draw_series(LineSeries::new(
+                [(x, 0.0), (x, ymax)],
+                &RGBColor(180, 180, 180),
+            ))?;
         }
         chart.draw_series(LineSeries::new(p99, &BLUE))?;
         chart.draw_series(
             fail.iter()
                 .enumerate()
                 .filter(|(_, n)| **n > 0)
-                .map(|(i, n)| Circle::new((i as f32 / 10.0, ymax * 0.95), 2 + (*n).min(8) as i32, RED.filled())),
+                .map(|(i, n)| {
+                    Circle::new(
+                        (i as f32 / 10.0, ymax * 0.95),
+                        2 + (*n).min(8) as i32,
+                        RED.filled(),
+                    )
+                }),
         )?;
     }
     root.present()?;
@@ -918,12 +1052,21 @@ fn main() {
     let handover_failures: usize = results
         .iter()
         .filter(|r| r.strategy == Strategy::Handover)
-        .map(|r| r.samples.iter().filter(|s| s.outcome != Outcome::Ok).count())
+        .map(|r| {
+            r.samples
+                .iter()
+                .filter(|s| s.outcome != Outcome::Ok)
+                .count()
+        })
         .sum();
     if results.iter().any(|r| r.strategy == Strategy::Handover) {
         println!(
             "\nhandover: {}",
-            if handover_failures == 0 { "nothing dropped" } else { "FAILURES (see table)" }
+            if handover_failures == 0 {
+                "nothing dropped"
+            } else {
+                "FAILURES (see table)"
+            }
         );
     }
 }

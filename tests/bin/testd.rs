@@ -127,7 +127,11 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
         return seamless::net::tcp("web", addr);
     }
     let addr: std::net::SocketAddr = addr.parse().map_err(std::io::Error::other)?;
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
@@ -229,7 +233,9 @@ fn handle(
         if h.is_empty() {
             break;
         }
-        if h.to_ascii_lowercase().starts_with("connection:") && h.to_ascii_lowercase().contains("close") {
+        if h.to_ascii_lowercase().starts_with("connection:")
+            && h.to_ascii_lowercase().contains("close")
+        {
             client_close = true;
         }
     }
@@ -260,4 +266,3 @@ fn handle(
     writer.write_all(response.as_bytes())?;
     Ok(!close)
 }
-

@@ -49,10 +49,8 @@ impl Sandbox {
             nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         });
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let dir = std::env::temp_dir().join(format!(
-            "seamless-it-{name}-{}-{n}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("seamless-it-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         Sandbox {
@@ -164,7 +162,11 @@ impl Sandbox {
             let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
             names.sort();
             for p in names {
-                if p.file_name().unwrap().to_string_lossy().starts_with("output-") {
+                if p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("output-")
+                {
                     out += &std::fs::read_to_string(&p).unwrap_or_default();
                 }
             }
