@@ -4,7 +4,9 @@
 //! of named duplicates. At stage 1 the old generation opens an endpoint: a
 //! unix stream socket at `<pid file>.handover`, mode 0600, bound at a
 //! temporary path and renamed into place. A thread (`seamless-handover`)
-//! answers one request per connection: the peer sends a name and a newline;
+//! accepts, and each peer gets a thread of its own (16 at most at once), so
+//! a silent peer delays nobody. One request per connection: the peer sends
+//! a name and a newline;
 //! the answer is `+<address>` with the socket attached (`SCM_RIGHTS`), or
 //! `-` when there is no socket by that name. Only a peer running as our
 //! effective uid (`SO_PEERCRED`) gets an answer; a request is at most 256
@@ -29,7 +31,13 @@ use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFl
 use crate::report;
 
 const MAX_REQUEST: usize = 256;
+/// How long a peer may take to send its request.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `fetch` waits for the answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Peers served at once.
+const MAX_IN_FLIGHT: usize = 16;
+static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 struct Registered {
     name: String,
@@ -137,8 +145,23 @@ fn serve(listener: UnixListener, stop: &AtomicBool) {
         }
         match listener.accept() {
             Ok((stream, _)) => {
-                if let Err(e) = answer(stream) {
-                    report::debug!("handover request failed: {e}");
+                // One thread per peer, a bounded number of them: a peer that
+                // never speaks holds only its own thread, for PEER_TIMEOUT.
+                if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                    report::warning!("handover endpoint: too many peers at once; one refused");
+                    continue;
+                }
+                let spawned = std::thread::Builder::new()
+                    .name("seamless-handover-peer".into())
+                    .spawn(move || {
+                        if let Err(e) = answer(stream) {
+                            report::debug!("handover request failed: {e}");
+                        }
+                        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -233,8 +256,8 @@ pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
         }
         Err(e) => return Err(e),
     };
-    stream.set_read_timeout(Some(PEER_TIMEOUT))?;
-    stream.set_write_timeout(Some(PEER_TIMEOUT))?;
+    stream.set_read_timeout(Some(FETCH_TIMEOUT))?;
+    stream.set_write_timeout(Some(FETCH_TIMEOUT))?;
     stream.write_all(format!("{name}\n").as_bytes())?;
     let mut payload = [0u8; MAX_REQUEST + 1];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
@@ -341,14 +364,20 @@ mod tests {
         let mut huge = UnixStream::connect(&path).unwrap();
         let _ = huge.write_all(&vec![b'a'; 100_000]);
         let _silent = UnixStream::connect(&path).unwrap();
-        // A good client is still served, within the peer timeout.
+        // A good client is still served at once: the silent one holds only
+        // its own thread.
         let started = std::time::Instant::now();
         assert!(fetch(&path, "ho-hostile").unwrap().is_some());
-        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(started.elapsed() < Duration::from_secs(1));
         // No fd leaks over many fetches.
         let before = open_fds();
         for _ in 0..50 {
             drop(fetch(&path, "ho-hostile").unwrap());
+        }
+        // The server's side closes as each peer thread ends.
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while open_fds() != before && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(open_fds(), before);
         assert!(fetch(&path, &"n".repeat(300)).is_err(), "refused locally");

@@ -99,7 +99,10 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
 /// while !seamless::shutdown().is_triggered() {
 ///     if seamless::net::readable(&listener, Duration::from_millis(100))? {
-///         if let Ok((stream, _)) = listener.accept() { /* serve */ # drop(stream); }
+///         if let Ok((stream, _)) = listener.accept() {
+///             // serve `stream`
+/// #           drop(stream);
+///         }
 ///     }
 /// }
 /// # Ok::<(), std::io::Error>(())
