@@ -1,10 +1,11 @@
-//! Arguments shared by the attributes: the `crate = path` override, and
-//! the error collector.
+//! What the attributes share: the error collector, the `crate = path`
+//! override, and helpers to read argument values without giving up on the
+//! first mistake.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::quote;
-use syn::parse::ParseStream;
-use syn::{LitStr, Path};
+use syn::meta::ParseNestedMeta;
+use syn::{Expr, Lit, LitStr, Path};
 
 /// Collects every error, to report them all at once.
 #[derive(Default)]
@@ -34,8 +35,25 @@ impl Errors {
     }
 }
 
-/// `crate = path` or `crate = "path"`.
-pub(crate) fn parse_crate_path(input: ParseStream<'_>) -> syn::Result<Path> {
+/// The key of one argument as written, for messages (`a::b` for a path).
+pub(crate) fn key_name(path: &Path) -> String {
+    match path.get_ident() {
+        Some(ident) => ident.to_string(),
+        None => quote!(#path).to_string().replace(' ', ""),
+    }
+}
+
+/// `a`, `b`, `c` for an error message.
+pub(crate) fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The value of `crate = path` or `crate = "path"`.
+pub(crate) fn parse_crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
+    let input = meta.value()?;
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
         lit.parse()
@@ -44,7 +62,51 @@ pub(crate) fn parse_crate_path(input: ParseStream<'_>) -> syn::Result<Path> {
     }
 }
 
+/// Consumes the value of an argument that is reported as unknown (`= expr`
+/// or `(...)`), so that the arguments after it are still checked.
+pub(crate) fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(syn::Token![=]) {
+        let _: Expr = meta.value()?.parse()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let _: TokenTree = meta.input.parse()?;
+    }
+    Ok(())
+}
+
+/// The string literal in `key = "..."`, or the expression that stands where
+/// it should be.
+pub(crate) fn string_literal(value: &Expr) -> Result<&LitStr, &Expr> {
+    match value {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Ok(lit),
+        Expr::Group(group) => string_literal(&group.expr),
+        other => Err(other),
+    }
+}
+
+/// Whether the tokens of an item that `syn` could not read as a function
+/// still look like one (`... fn name ... { ... }`): then the parse error is
+/// the useful message, not "can only be used on a function".
+pub(crate) fn looks_like_fn(item: &TokenStream) -> bool {
+    use proc_macro2::Delimiter;
+    for token in item.clone() {
+        match token {
+            TokenTree::Ident(ident) if ident == "fn" => return true,
+            TokenTree::Ident(ident)
+                if ["pub", "crate", "const", "async", "unsafe", "extern"]
+                    .iter()
+                    .any(|word| ident == word) => {}
+            TokenTree::Punct(punct) if punct.as_char() == '#' => {}
+            TokenTree::Group(group) if group.delimiter() != Delimiter::Brace => {}
+            TokenTree::Literal(_) => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// The default path of the runtime crate.
 pub(crate) fn default_crate() -> Path {
-    syn::parse2(quote!(::seamless)).expect("a path")
+    syn::parse_quote!(::seamless)
 }

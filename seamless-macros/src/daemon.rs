@@ -1,136 +1,211 @@
-//! `#[seamless::daemon(pid_file = ..., ...)]` on `fn main`.
+//! `#[seamless::daemon(pid_file = ..., ...)]` on `fn main`: reads and checks
+//! the arguments and the signature, then wraps the user's `main` so that the
+//! launcher split (`__private::enter`) runs before any user code and the
+//! shutdown handlers (`__private::leave`) run after it.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Attribute, Expr, ItemFn, LitStr, Path, ReturnType};
+use syn::{Attribute, Expr, ItemFn, Path, ReturnType};
 
 use crate::args::{self, Errors};
 use crate::duration;
 
-const KEYS: &str = "`pid_file`, `prepare_timeout`, `handover_timeout`, `shutdown_timeout`, `parent_signal`, `on_pid_file_error`, `crate`";
+const ATTRIBUTE: &str = "#[seamless::daemon]";
 
+const KEYS: &[&str] = &[
+    "pid_file",
+    "prepare_timeout",
+    "handover_timeout",
+    "shutdown_timeout",
+    "parent_signal",
+    "on_pid_file_error",
+    "crate",
+];
+
+/// Accepted by `parent_signal`, with or without the `SIG` prefix.
 const SIGNALS: &[&str] = &[
     "HUP", "INT", "QUIT", "USR1", "USR2", "ALRM", "TERM", "CHLD", "CONT", "WINCH", "URG", "IO",
     "PWR",
 ];
 
+/// The arguments, each with the span of its key.
 #[derive(Default)]
 struct Args {
     pid_file: Option<(Expr, Span)>,
     prepare_timeout: Option<(u64, Span)>,
     handover_timeout: Option<(u64, Span)>,
     shutdown_timeout: Option<(u64, Span)>,
+    /// Without the `SIG` prefix.
     parent_signal: Option<(String, Span)>,
+    /// The variant of `OnPidFileError`.
     on_pid_file_error: Option<(&'static str, Span)>,
     krate: Option<(Path, Span)>,
 }
 
-fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Args {
-    let mut args = Args::default();
+/// Milliseconds of a `"1m30s"`-style literal; the error is on the literal.
+fn duration_value(value: &Expr, errors: &mut Errors) -> Option<u64> {
+    match args::string_literal(value) {
+        Ok(lit) => match duration::parse(&lit.value()) {
+            Ok(ms) => Some(ms),
+            Err(why) => {
+                errors.at(lit.span(), why);
+                None
+            }
+        },
+        Err(other) => {
+            errors.push(syn::Error::new_spanned(
+                other,
+                format!("expected a string literal: {}", duration::FORMS),
+            ));
+            None
+        }
+    }
+}
+
+/// `SIGUSR1`, `"SIGUSR1"` or `"USR1"`: the name without `SIG`.
+fn signal_value(value: &Expr, errors: &mut Errors) -> Option<String> {
+    let (text, span) = match value {
+        Expr::Path(p) if p.qself.is_none() && p.path.get_ident().is_some() => {
+            let ident = p.path.get_ident().expect("checked");
+            (ident.to_string(), ident.span())
+        }
+        other => match args::string_literal(other) {
+            Ok(lit) => (lit.value(), lit.span()),
+            Err(other) => {
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    "expected a signal name such as `SIGUSR1` or \"USR1\"",
+                ));
+                return None;
+            }
+        },
+    };
+    let bare = text.strip_prefix("SIG").unwrap_or(&text);
+    if SIGNALS.contains(&bare) {
+        Some(bare.to_owned())
+    } else {
+        errors.at(
+            span,
+            format!(
+                "unknown signal `{text}`: expected one of {} (the `SIG` prefix may be left out)",
+                SIGNALS
+                    .iter()
+                    .map(|s| format!("SIG{s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        None
+    }
+}
+
+/// `"exit"` or `"run_plain"`: the variant of `OnPidFileError`.
+fn policy_value(value: &Expr, errors: &mut Errors) -> Option<&'static str> {
+    const EXPECTED: &str = "expected \"exit\" or \"run_plain\"";
+    match args::string_literal(value) {
+        Ok(lit) => match lit.value().as_str() {
+            "exit" => Some("Exit"),
+            "run_plain" => Some("RunPlain"),
+            _ => {
+                errors.at(lit.span(), EXPECTED);
+                None
+            }
+        },
+        Err(other) => {
+            errors.push(syn::Error::new_spanned(other, EXPECTED));
+            None
+        }
+    }
+}
+
+/// Reads every argument, reporting each mistake on its token. Returns
+/// whether the list could be read to its end (if not, a missing `pid_file`
+/// is not reported: it may be further on).
+fn parse_args(tokens: TokenStream, args: &mut Args, errors: &mut Errors) -> bool {
+    let mut seen: Vec<String> = Vec::new();
     let parser = syn::meta::parser(|meta| {
-        let key = meta.path.clone();
-        let span = key.span();
-        let name = key
-            .get_ident()
-            .map(|i| i.to_string())
-            .unwrap_or_else(|| key.to_token_stream().to_string());
-        macro_rules! once {
+        let name = args::key_name(&meta.path);
+        let span = meta.path.span();
+        let known = KEYS.contains(&name.as_str());
+        let duplicate = known && seen.contains(&name);
+        if duplicate {
+            errors.at(span, format!("duplicate argument `{name}`"));
+        }
+        seen.push(name.clone());
+        if !known {
+            errors.at(
+                span,
+                format!(
+                    "unknown argument `{name}`; expected one of {}",
+                    args::list(KEYS)
+                ),
+            );
+            return args::skip_value(&meta);
+        }
+        if name == "crate" {
+            let path = args::parse_crate_path(&meta)?;
+            if !duplicate {
+                args.krate = Some((path, span));
+            }
+            return Ok(());
+        }
+        let value: Expr = meta.value()?.parse()?;
+        // Check the value of a duplicate too, but keep the first one.
+        macro_rules! set {
             ($slot:expr, $value:expr) => {{
                 let value = $value;
-                if $slot.is_some() {
-                    errors.at(span, format!("duplicate argument `{name}`"));
-                } else if let Some(v) = value {
-                    $slot = Some((v, span));
+                if !duplicate {
+                    $slot = value.map(|v| (v, span));
                 }
             }};
         }
         match name.as_str() {
-            "pid_file" => {
-                let expr: Expr = meta.value()?.parse()?;
-                once!(args.pid_file, Some(expr));
-            }
-            "prepare_timeout" | "handover_timeout" | "shutdown_timeout" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                let ms = match duration::parse(&lit.value()) {
-                    Ok(ms) => Some(ms),
-                    Err(why) => {
-                        errors.at(lit.span(), why);
-                        None
-                    }
-                };
-                match name.as_str() {
-                    "prepare_timeout" => once!(args.prepare_timeout, ms),
-                    "handover_timeout" => once!(args.handover_timeout, ms),
-                    _ => once!(args.shutdown_timeout, ms),
-                }
-            }
-            "parent_signal" => {
-                let input = meta.value()?;
-                let (text, lit_span) = if input.peek(LitStr) {
-                    let lit: LitStr = input.parse()?;
-                    (lit.value(), lit.span())
-                } else {
-                    let ident: syn::Ident = input.parse()?;
-                    (ident.to_string(), ident.span())
-                };
-                let bare = text.strip_prefix("SIG").unwrap_or(&text).to_owned();
-                let known = SIGNALS.contains(&bare.as_str());
-                if !known {
-                    errors.at(
-                        lit_span,
-                        format!(
-                            "unknown signal `{text}`: expected one of {}",
-                            SIGNALS
-                                .iter()
-                                .map(|s| format!("SIG{s}"))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    );
-                }
-                once!(args.parent_signal, known.then_some(bare));
-            }
-            "on_pid_file_error" => {
-                let lit: LitStr = meta.value()?.parse()?;
-                let policy = match lit.value().as_str() {
-                    "exit" => Some("Exit"),
-                    "run_plain" => Some("RunPlain"),
-                    _ => {
-                        errors.at(lit.span(), "expected \"exit\" or \"run_plain\"");
-                        None
-                    }
-                };
-                once!(args.on_pid_file_error, policy);
-            }
-            "crate" => {
-                let path = args::parse_crate_path(meta.value()?)?;
-                once!(args.krate, Some(path));
-            }
-            _ => {
-                errors.at(
-                    span,
-                    format!("unknown argument `{name}`; expected one of {KEYS}"),
-                );
-                // Skip its value so the other arguments are still checked.
-                if meta.input.peek(syn::Token![=]) {
-                    let _: Expr = meta.value()?.parse()?;
-                }
-            }
+            "pid_file" => set!(args.pid_file, Some(value)),
+            "prepare_timeout" => set!(args.prepare_timeout, duration_value(&value, errors)),
+            "handover_timeout" => set!(args.handover_timeout, duration_value(&value, errors)),
+            "shutdown_timeout" => set!(args.shutdown_timeout, duration_value(&value, errors)),
+            "parent_signal" => set!(args.parent_signal, signal_value(&value, errors)),
+            "on_pid_file_error" => set!(args.on_pid_file_error, policy_value(&value, errors)),
+            _ => unreachable!("every key of KEYS is handled"),
         }
         Ok(())
     });
-    if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
-        errors.push(e);
+    match syn::parse::Parser::parse2(parser, tokens) {
+        Ok(()) => true,
+        Err(e) => {
+            errors.push(e);
+            false
+        }
     }
-    args
+}
+
+/// Attributes that are not runtime attributes: they cannot make an
+/// `async fn main` runnable.
+fn is_passive(attr: &Attribute) -> bool {
+    [
+        "doc", "cfg", "allow", "warn", "deny", "forbid", "expect", "must_use", "inline",
+    ]
+    .iter()
+    .any(|name| attr.path().is_ident(name))
+}
+
+/// Attributes copied onto the generated `main` as well as kept on the inner
+/// function. Not `expect`: on both, the outer one would be unfulfilled. Not
+/// `cfg_attr`: it may carry a runtime attribute.
+fn also_on_outer(attr: &Attribute) -> bool {
+    ["doc", "cfg", "allow", "warn", "deny", "forbid"]
+        .iter()
+        .any(|name| attr.path().is_ident(name))
 }
 
 fn check_signature(f: &ItemFn, errors: &mut Errors) {
     let sig = &f.sig;
-    const ONLY: &str = "#[seamless::daemon] can only be used on `fn main`";
     if sig.ident != "main" {
-        errors.at(sig.ident.span(), ONLY);
+        errors.at(
+            sig.ident.span(),
+            format!("{ATTRIBUTE} can only be used on `fn main`"),
+        );
     }
     if let Some(c) = &sig.constness {
         errors.at(c.span, "`fn main` cannot be `const`");
@@ -139,7 +214,7 @@ fn check_signature(f: &ItemFn, errors: &mut Errors) {
         errors.at(u.span, "`fn main` cannot be `unsafe`");
     }
     if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new_spanned(abi, "`fn main` cannot have an ABI"));
+        errors.push(syn::Error::new_spanned(abi, "`fn main` cannot be `extern`"));
     }
     if !sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
@@ -163,48 +238,50 @@ fn check_signature(f: &ItemFn, errors: &mut Errors) {
         errors.push(syn::Error::new_spanned(v, "`fn main` cannot be variadic"));
     }
     if let Some(a) = &sig.asyncness {
-        if f.attrs.is_empty() {
+        if f.attrs.iter().all(is_passive) {
             errors.at(
                 a.span,
-                "`async fn main` needs a runtime: put `#[tokio::main]` (or another runtime's attribute) below `#[seamless::daemon]`",
+                format!(
+                    "`async fn main` needs a runtime: put `#[tokio::main]` (or another \
+                     runtime's attribute) below `{ATTRIBUTE}`"
+                ),
             );
         }
     }
 }
 
-/// Attributes that belong on the generated `main` as well.
-fn also_on_outer(attr: &Attribute) -> bool {
-    [
-        "doc", "cfg", "cfg_attr", "allow", "warn", "deny", "expect", "forbid",
-    ]
-    .iter()
-    .any(|name| attr.path().is_ident(name))
-}
-
 pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let parsed = parse_args(args, &mut errors);
+    let mut parsed = Args::default();
+    let complete = parse_args(args.clone(), &mut parsed, &mut errors);
     let f: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
-        Err(_) => {
-            errors.push(syn::Error::new_spanned(
-                &item,
-                "#[seamless::daemon] can only be used on `fn main`",
-            ));
+        Err(e) => {
+            if args::looks_like_fn(&item) {
+                errors.push(e);
+            } else {
+                errors.push(syn::Error::new_spanned(
+                    &item,
+                    format!("{ATTRIBUTE} can only be used on `fn main`"),
+                ));
+            }
             let errs = errors.to_compile_error();
             return quote!(#item #errs);
         }
     };
     check_signature(&f, &mut errors);
-    if parsed.pid_file.is_none() && errors.is_empty() {
-        errors.at(
-            Span::call_site(),
-            "missing argument `pid_file`: write #[seamless::daemon(pid_file = \"/run/app.pid\")] (an empty path or None disables seamless)",
-        );
+    if complete && parsed.pid_file.is_none() {
+        let message = "missing argument `pid_file`: write `pid_file = \"/run/app.pid\"` \
+                       (an empty path or `None` disables seamless)";
+        if args.is_empty() {
+            errors.at(Span::call_site(), message);
+        } else {
+            errors.push(syn::Error::new_spanned(&args, message));
+        }
     }
     if !errors.is_empty() {
         let errs = errors.to_compile_error();
-        return quote!(#f #errs);
+        return quote!(#item #errs);
     }
 
     let krate = parsed
@@ -213,18 +290,16 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .unwrap_or_else(args::default_crate);
     let (pid_file, pid_span) = parsed.pid_file.expect("checked above");
     let mut builder = quote_spanned!(pid_span=> #krate::__private::builder(#pid_file));
-    let millis = |ms: u64| quote!(::core::time::Duration::from_millis(#ms));
-    if let Some((ms, _)) = parsed.prepare_timeout {
-        let d = millis(ms);
-        builder = quote!(#builder.prepare_timeout(#d));
-    }
-    if let Some((ms, _)) = parsed.handover_timeout {
-        let d = millis(ms);
-        builder = quote!(#builder.handover_timeout(#d));
-    }
-    if let Some((ms, _)) = parsed.shutdown_timeout {
-        let d = millis(ms);
-        builder = quote!(#builder.shutdown_timeout(#d));
+    let timeouts = [
+        ("prepare_timeout", parsed.prepare_timeout),
+        ("handover_timeout", parsed.handover_timeout),
+        ("shutdown_timeout", parsed.shutdown_timeout),
+    ];
+    for (method, value) in timeouts {
+        if let Some((ms, span)) = value {
+            let method = syn::Ident::new(method, span);
+            builder = quote!(#builder.#method(::core::time::Duration::from_millis(#ms)));
+        }
     }
     if let Some((name, span)) = parsed.parent_signal {
         let constant = syn::Ident::new(&format!("SIG{name}"), span);
@@ -241,20 +316,119 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         sig,
         block,
     } = f;
-    let outer_attrs: Vec<&Attribute> = attrs.iter().filter(|a| also_on_outer(a)).collect();
+    let outer_attrs = attrs.iter().filter(|a| also_on_outer(a));
     let output = match &sig.output {
         ReturnType::Default => quote!(),
         ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
     };
     let asyncness = &sig.asyncness;
+    let fn_token = &sig.fn_token;
     let main_ident = &sig.ident;
+    let inner = quote_spanned!(sig.ident.span()=> __seamless_main);
     quote! {
         #(#outer_attrs)*
-        #vis fn #main_ident() #output {
-            let __seamless_session = #krate::__private::enter(#builder);
+        #vis #fn_token #main_ident() #output {
+            // Declared first (an item, hoisted: nothing runs before `enter`),
+            // so that `clippy::items_after_statements` stays quiet.
             #(#attrs)*
-            #asyncness fn __seamless_main() #output #block
-            #krate::__private::leave(__seamless_session, __seamless_main())
+            #asyncness fn #inner() #output #block
+            let __seamless_session = #krate::__private::enter(#builder);
+            #krate::__private::leave(__seamless_session, #inner())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        super::expand(args, item).to_string()
+    }
+
+    #[test]
+    fn plain_main() {
+        let got = expand(
+            quote!(pid_file = "/run/a.pid"),
+            quote!(
+                fn main() {
+                    work();
+                }
+            ),
+        );
+        let want = quote! {
+            fn main() {
+                fn __seamless_main() { work(); }
+                let __seamless_session = ::seamless::__private::enter(
+                    ::seamless::__private::builder("/run/a.pid")
+                );
+                ::seamless::__private::leave(__seamless_session, __seamless_main())
+            }
+        };
+        assert_eq!(got, want.to_string());
+    }
+
+    #[test]
+    fn every_argument_and_a_runtime_attribute() {
+        let got = expand(
+            quote!(
+                pid_file = path(),
+                prepare_timeout = "1m30s",
+                handover_timeout = "1500ms",
+                shutdown_timeout = "1h",
+                parent_signal = USR2,
+                on_pid_file_error = "run_plain",
+                crate = "my::seamless",
+            ),
+            quote! {
+                /// Docs.
+                #[tokio::main]
+                #[expect(unused)]
+                pub async fn main() -> Result<(), E> { Ok(()) }
+            },
+        );
+        let want = quote! {
+            #[doc = r" Docs."]
+            pub fn main() -> Result<(), E> {
+                #[doc = r" Docs."]
+                #[tokio::main]
+                #[expect(unused)]
+                async fn __seamless_main() -> Result<(), E> { Ok(()) }
+                let __seamless_session = my::seamless::__private::enter(
+                    my::seamless::__private::builder(path())
+                        .prepare_timeout(::core::time::Duration::from_millis(90000u64))
+                        .handover_timeout(::core::time::Duration::from_millis(1500u64))
+                        .shutdown_timeout(::core::time::Duration::from_millis(3600000u64))
+                        .parent_signal(my::seamless::__private::libc::SIGUSR2)
+                        .on_pid_file_error(my::seamless::OnPidFileError::RunPlain)
+                );
+                my::seamless::__private::leave(__seamless_session, __seamless_main())
+            }
+        };
+        assert_eq!(got, want.to_string());
+    }
+
+    #[test]
+    fn errors_keep_the_item() {
+        let item = quote!(
+            fn serve() {}
+        );
+        let got = expand(quote!(pid_file = "", colour = 1), item.clone());
+        assert!(got.starts_with(&item.to_string()), "{got}");
+        assert!(got.contains("unknown argument `colour`"), "{got}");
+        assert!(got.contains("can only be used on `fn main`"), "{got}");
+    }
+
+    #[test]
+    fn async_main_needs_a_runtime_attribute() {
+        let got = expand(
+            quote!(pid_file = ""),
+            quote!(
+                #[doc = "x"]
+                #[allow(unused)]
+                async fn main() {}
+            ),
+        );
+        assert!(got.contains("needs a runtime"), "{got}");
     }
 }

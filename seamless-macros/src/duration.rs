@@ -1,9 +1,12 @@
 //! Durations written as string literals: `"1500ms"`, `"30s"`, `"2m"`,
 //! `"1h"`, or concatenations such as `"1m30s"`.
 
+/// The accepted forms, for error messages.
+pub(crate) const FORMS: &str =
+    "write a duration such as \"1500ms\", \"30s\", \"2m\", \"1h\" or \"1m30s\"";
+
 /// Milliseconds, or what is wrong.
 pub(crate) fn parse(text: &str) -> Result<u64, String> {
-    const FORMS: &str = "write a duration such as \"1500ms\", \"30s\", \"2m\", \"1h\" or \"1m30s\"";
     let text = text.trim();
     if text.is_empty() {
         return Err(format!("empty duration: {FORMS}"));

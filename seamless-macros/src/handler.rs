@@ -33,19 +33,35 @@ impl Stage {
     }
 }
 
+/// Reads `crate = path`, the only argument; every mistake is reported on
+/// its token and the remaining arguments are still read.
 fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<Path> {
     let mut krate = None;
+    let mut seen = false;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("crate") {
-            let path = args::parse_crate_path(meta.value()?)?;
-            if krate.is_some() {
-                return Err(meta.error("duplicate argument `crate`"));
+            let path = args::parse_crate_path(&meta)?;
+            if seen {
+                errors.push(syn::Error::new_spanned(
+                    &meta.path,
+                    "duplicate argument `crate`",
+                ));
+            } else {
+                krate = Some(path);
             }
-            krate = Some(path);
-            Ok(())
+            seen = true;
         } else {
-            Err(meta.error("unknown argument; the only argument is `crate = path`"))
+            errors.push(syn::Error::new_spanned(
+                &meta.path,
+                format!(
+                    "unknown argument `{}`; expected one of {}",
+                    args::key_name(&meta.path),
+                    args::list(&["crate"])
+                ),
+            ));
+            args::skip_value(&meta)?;
         }
+        Ok(())
     });
     if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
         errors.push(e);
@@ -115,11 +131,15 @@ pub(crate) fn expand(stage: Stage, args: TokenStream, item: TokenStream) -> Toke
     let krate = parse_args(args, &mut errors).unwrap_or_else(args::default_crate);
     let f: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
-        Err(_) => {
-            errors.push(syn::Error::new_spanned(
-                &item,
-                format!("{} can only be used on a free function", stage.attribute()),
-            ));
+        Err(e) => {
+            if args::looks_like_fn(&item) {
+                errors.push(e);
+            } else {
+                errors.push(syn::Error::new_spanned(
+                    &item,
+                    format!("{} can only be used on a free function", stage.attribute()),
+                ));
+            }
             let errs = errors.to_compile_error();
             return quote!(#item #errs);
         }
@@ -127,7 +147,7 @@ pub(crate) fn expand(stage: Stage, args: TokenStream, item: TokenStream) -> Toke
     check(stage, &f, &mut errors);
     if !errors.is_empty() {
         let errs = errors.to_compile_error();
-        return quote!(#f #errs);
+        return quote!(#item #errs);
     }
     let ident = &f.sig.ident;
     let name = ident.to_string();
@@ -142,5 +162,73 @@ pub(crate) fn expand(stage: Stage, args: TokenStream, item: TokenStream) -> Toke
                 run: #ident,
             };
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{expand, Stage};
+    use quote::quote;
+
+    #[test]
+    fn registers_the_function() {
+        let got = expand(
+            Stage::ShutdownRequest,
+            quote!(),
+            quote!(
+                fn drain() {}
+            ),
+        );
+        let want = quote! {
+            fn drain() {}
+            const _: () = {
+                #[::seamless::__private::linkme::distributed_slice(::seamless::__private::ON_SHUTDOWN_REQUEST)]
+                #[linkme(crate = ::seamless::__private::linkme)]
+                static __SEAMLESS_HANDLER: ::seamless::__private::Handler = ::seamless::__private::Handler {
+                    name: ::core::concat!(::core::module_path!(), "::", "drain"),
+                    run: drain,
+                };
+            };
+        };
+        assert_eq!(got.to_string(), want.to_string());
+    }
+
+    #[test]
+    fn crate_path() {
+        let got = expand(
+            Stage::ChildLaunch,
+            quote!(crate = "my::seamless"),
+            quote!(
+                pub fn launched() -> () {}
+            ),
+        );
+        let got = got.to_string();
+        assert!(got.contains("# [my :: seamless :: __private :: linkme :: distributed_slice (my :: seamless :: __private :: ON_CHILD_LAUNCH)]"), "{got}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let item = quote!(
+            async fn drain<T>(x: T) -> bool {
+                true
+            }
+        );
+        let got = expand(
+            Stage::Shutdown,
+            quote!(order = 1, crate = x, crate = y),
+            item.clone(),
+        );
+        let got = got.to_string();
+        assert!(got.starts_with(&item.to_string()), "{got}");
+        for message in [
+            "unknown argument `order`; expected one of `crate`",
+            "duplicate argument `crate`",
+            "cannot be used on an `async fn`",
+            "cannot be used on a generic fn",
+            "handlers take no arguments",
+            "handlers return `()`",
+        ] {
+            assert!(got.contains(message), "{message}: {got}");
+        }
     }
 }

@@ -1,5 +1,87 @@
-//! Zero-downtime restarts for servers run under a service supervisor.
-//! (crate docs are written in full later)
+//! Zero-downtime restarts for servers run under an ordinary service
+//! supervisor (daemontools, runit, s6, supervisord, systemd).
+//!
+//! ```no_run
+//! #[seamless::daemon(pid_file = "/run/myapp.pid")]
+//! fn main() -> std::io::Result<()> {
+//!     // Handed over by the previous generation, inherited from systemd,
+//!     // or bound afresh; non-blocking.
+//!     let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
+//!     seamless::started(); // the previous generation may go now
+//!     let shutdown = seamless::shutdown();
+//!     while !shutdown.is_triggered() {
+//!         if seamless::net::readable(&listener, std::time::Duration::from_millis(100))? {
+//!             if let Ok((stream, _)) = listener.accept() {
+//!                 // serve `stream` (on a thread), finish it even after
+//!                 // the shutdown began
+//! #               drop(stream);
+//!             }
+//!         }
+//!     }
+//!     Ok(())
+//! } // main waits here for the shutdown handlers
+//!
+//! #[seamless::on_shutdown]
+//! fn drain() { /* stage 3: flush, close pools */ }
+//! ```
+//!
+//! # How it works
+//!
+//! The process the supervisor starts becomes the **launcher**: it never
+//! runs user code; it starts a copy of the executable, the **daemon**, and
+//! stands between the two. A TERM from the supervisor reaches the launcher,
+//! which asks the daemon to prepare a restart (stage 1: the
+//! [`on_shutdown_request`](macro@on_shutdown_request) handlers run, the
+//! listening sockets are offered for handover). Once the daemon is ready,
+//! the launcher exits; the supervisor starts a new generation, which takes
+//! the sockets over ([`net`]) and calls [`started`] (stage 2): the pid file
+//! handshake sends TERM to the old generation, whose [`Shutdown`] fires and
+//! whose [`on_shutdown`](macro@on_shutdown) handlers run (stage 3) while it
+//! finishes the requests in flight.
+//!
+//! Everything the attributes do is available without macros through
+//! [`Builder`]. Handlers marked with the attributes are collected at link
+//! time; for each stage they run sorted by their full path, then the
+//! closures registered with [`on_shutdown()`] and [`on_shutdown_request()`]
+//! in registration order.
+//!
+//! | signal or event | reaching the launcher | reaching the daemon |
+//! | --- | --- | --- |
+//! | TERM | restart (stage 1 in the daemon) | graceful stop (stage 3) |
+//! | INT | forwarded, unless a terminal sent it to the whole group | graceful stop |
+//! | USR2 | forwarded | restart (stage 1) |
+//! | other catchable signals | forwarded | their usual meaning |
+//! | the daemon exits | the launcher exits the same way | — |
+//! | the launcher dies | — | graceful stop |
+//!
+//! # Platforms
+//!
+//! | platform | status |
+//! | --- | --- |
+//! | Linux | supported and tested (daemontools, runit, s6, supervisord; systemd's protocols) |
+//! | other Unix | not supported yet: process identity is read from `/proc` |
+//!
+//! # Hazards
+//!
+//! - **A supervisor's stop is a restart.** TERM is read as a restart: the
+//!   old generation detaches and shuts down after `handover_timeout` if no
+//!   successor comes. A stop takes up to `handover_timeout` plus the drain.
+//! - **systemd** needs `KillMode=process` (the default kills the detached
+//!   old generation with the unit's cgroup) and `Restart=always` (the
+//!   launcher exits 0 on a restart). supervisord needs `autorestart=true`.
+//! - **A launcher as a container's pid 1** ends the container when it steps
+//!   aside. Run a supervisor as pid 1.
+//! - **Code before `main`** (constructors) runs in both processes; start no
+//!   thread there: the launcher split must happen while the process has
+//!   one thread.
+//! - **Shared `O_NONBLOCK`.** A handed-over socket is one open file in two
+//!   processes; [`net`] returns every socket non-blocking so that no
+//!   generation changes the other's mode.
+//! - **Pid files** are trusted only as far as they prove: see
+//!   [`started`].
+//! - **Logging.** Messages go to the `log` facade (target `seamless`); the
+//!   launcher never sees the user's logger, so without one, warnings and
+//!   errors go to stderr.
 
 mod builder;
 mod control;
@@ -19,7 +101,17 @@ mod signals;
 pub use builder::{Builder, OnPidFileError, PidFilePath, Session};
 pub use daemon::started;
 pub use handlers::{on_shutdown, on_shutdown_request};
-pub use seamless_macros::{daemon, on_child_launch, on_shutdown, on_shutdown_request};
+/// Rewrites `fn main` so that the launcher split runs first.
+///
+/// See the crate documentation and the README for the arguments.
+pub use seamless_macros::daemon;
+/// Runs the marked function in the launcher, right after the daemon was
+/// started.
+pub use seamless_macros::on_child_launch;
+/// Runs the marked function at stage 3, the graceful shutdown.
+pub use seamless_macros::on_shutdown;
+/// Runs the marked function at stage 1, when a restart was requested.
+pub use seamless_macros::on_shutdown_request;
 pub use shutdown::{shutdown, wait, Shutdown};
 
 #[doc(hidden)]

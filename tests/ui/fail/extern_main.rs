@@ -1,0 +1,2 @@
+#[seamless::daemon(pid_file = "/tmp/a.pid")]
+extern "C" fn main() {}

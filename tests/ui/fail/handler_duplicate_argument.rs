@@ -1,0 +1,4 @@
+#[seamless::on_shutdown(crate = ::seamless, crate = ::seamless)]
+fn drain() {}
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[seamless::daemon]
+fn main() {}

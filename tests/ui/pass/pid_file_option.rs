@@ -1,0 +1,2 @@
+#[seamless::daemon(pid_file = None::<std::path::PathBuf>)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[seamless::daemon(pid_file = std::path::Path::new(""))]
+fn main() {}
