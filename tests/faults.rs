@@ -161,7 +161,7 @@ fn ten_restart_requests_within_a_second_leave_one_generation() {
     let survivor = *daemons(&sb).iter().find(|p| alive(**p)).unwrap();
     assert_ne!(survivor, first_daemon);
     assert_eq!(sb.get("/").unwrap(), survivor, "the survivor serves");
-    assert_eq!(sb.pid_in_file(), Some(survivor));
+    sb.assert_pid_file(Some(survivor));
     assert!(ok > 0);
     assert_eq!(failed, 0, "requests lost: {errors:?}");
 }
@@ -191,7 +191,7 @@ fn a_new_generation_that_keeps_crashing_leaves_the_old_one_serving() {
     assert!(detached_at.elapsed() >= Duration::from_millis(2900));
     assert_eq!(sb.count("shutdown-handler", old), 1);
     assert_eq!(sb.count("main-returns", old), 1);
-    assert_eq!(sb.pid_in_file(), None, "no dead pid left in the pid file");
+    sb.assert_pid_file(None);
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn a_new_generation_slower_than_handover_timeout_gets_the_queued_requests() {
     // Between the old one's exit and the new one's start: queued, answered.
     assert_eq!(sb.count("ready", new), 0);
     assert_eq!(sb.get("/").unwrap(), new);
-    assert_eq!(sb.pid_in_file(), Some(new));
+    sb.assert_pid_file(Some(new));
 }
 
 #[test]
@@ -299,7 +299,7 @@ fn bad_pid_file_contents_never_signal_anyone() {
         let (_a, daemon) = ready(&sb, &[]);
         assert!(alive(p), "pid file {content:?} got the bystander killed");
         assert_eq!(sb.get("/").unwrap(), daemon, "{content:?}");
-        assert_eq!(sb.pid_in_file(), Some(daemon), "{content:?}");
+        sb.assert_pid_file(Some(daemon));
     }
 }
 
@@ -320,7 +320,7 @@ fn a_symlink_planted_at_the_pid_file_path_is_not_followed() {
         .unwrap()
         .file_type()
         .is_symlink());
-    assert_eq!(sb.pid_in_file(), Some(daemon));
+    sb.assert_pid_file(Some(daemon));
 }
 
 #[test]

@@ -29,7 +29,7 @@ fn restart_keeps_serving_and_completes_the_slow_request() {
         1,
         "runs in the launcher"
     );
-    assert_eq!(sb.pid_in_file(), Some(old));
+    sb.assert_pid_file(Some(old));
 
     // A slow request in flight on the old generation.
     let port = sb.port;
@@ -51,7 +51,7 @@ fn restart_keeps_serving_and_completes_the_slow_request() {
     assert_eq!(sb.count("shutdown-handler", old), 1);
     assert_eq!(sb.count("main-returns", old), 1);
     assert_eq!(sb.get("/").unwrap(), new);
-    assert_eq!(sb.pid_in_file(), Some(new));
+    sb.assert_pid_file(Some(new));
 }
 
 #[test]
@@ -82,7 +82,7 @@ fn launcher_sigkill_makes_the_daemon_shut_down_gracefully() {
     wait_dead(daemon, T);
     assert_eq!(sb.count("shutdown-handler", daemon), 1);
     assert_eq!(sb.count("main-returns", daemon), 1);
-    assert_eq!(sb.pid_in_file(), None, "a clean exit leaves no pid behind");
+    sb.assert_pid_file(None);
 }
 
 #[test]

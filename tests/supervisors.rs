@@ -304,7 +304,7 @@ fn restarts_under_load(kind: Kind) {
         "one generation alive: {:?}",
         alive_daemons(&sb)
     );
-    assert_eq!(sb.pid_in_file(), Some(previous));
+    sb.assert_pid_file(Some(previous));
     assert_eq!(sb.get("/").unwrap(), previous);
 }
 

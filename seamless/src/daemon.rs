@@ -9,7 +9,9 @@
 //!   file if it never called `started()`, tell the launcher it may exit.
 //!   The daemon is now detached and keeps serving.
 //! - **Stage 2** is [`started`], called by the user in the new generation:
-//!   the pid file handshake TERMs every earlier generation.
+//!   it wakes the control thread, which runs the pid file handshake (TERM
+//!   to every earlier generation) off the caller's path, so that serving
+//!   starts at once.
 //! - **Stage 3**, the graceful shutdown, begins on TERM or INT, when the
 //!   launcher is gone without a restart (it was killed), or
 //!   `handover_timeout` after stage 1: [`Shutdown`](crate::Shutdown) fires
@@ -19,8 +21,7 @@
 //! A plain process (seamless disabled) has the same thread with TERM and INT
 //! only: no launcher, no pid file, no restart.
 
-use std::os::fd::AsFd;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -43,11 +44,15 @@ struct Daemon {
     channel: Option<Channel>,
     pid_file: Option<PidFile>,
     state: Mutex<State>,
+    /// `started()` writes a byte here to wake the control thread.
+    wake: (OwnedFd, OwnedFd),
 }
 
 #[derive(Default)]
 struct State {
     started: bool,
+    /// `started()` was called; the handshake is still to run.
+    claim_pending: bool,
     detached_at: Option<Instant>,
     shutdown_at: Option<Instant>,
     endpoint: Option<handover::Endpoint>,
@@ -96,6 +101,7 @@ pub(crate) fn start_daemon(config: Config, launcher_pid: i32, fd: RawFd) -> Sess
         channel,
         pid_file,
         state: Mutex::new(State::default()),
+        wake: wake_pipe(),
     });
     spawn_control(daemon, &launcher::BLOCKED_IN_CHILD);
     Session { finished: false }
@@ -110,9 +116,20 @@ pub(crate) fn start_plain(config: Config) -> Session {
         channel: None,
         pid_file: None,
         state: Mutex::new(State::default()),
+        wake: wake_pipe(),
     });
     spawn_control(daemon, &[libc::SIGTERM, libc::SIGINT]);
     Session { finished: false }
+}
+
+fn wake_pipe() -> (OwnedFd, OwnedFd) {
+    match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
+        Ok(pipe) => pipe,
+        Err(e) => {
+            report::error!("cannot create the control thread's pipe: {e}; exiting");
+            std::process::exit(1);
+        }
+    }
 }
 
 fn open_pid_file(config: &Config) -> Option<PidFile> {
@@ -163,7 +180,10 @@ impl Daemon {
         loop {
             let attached = self.attached();
             {
-                let mut fds = vec![PollFd::new(signals.fd(), PollFlags::POLLIN)];
+                let mut fds = vec![
+                    PollFd::new(signals.fd(), PollFlags::POLLIN),
+                    PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
+                ];
                 if let (true, Some(channel)) = (attached, &self.channel) {
                     fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
                 }
@@ -175,6 +195,7 @@ impl Daemon {
                     }
                 }
             }
+            self.run_pending_claim();
             for delivery in signals.drain() {
                 match delivery.signal {
                     libc::SIGUSR2 => self.request_restart("SIGUSR2"),
@@ -317,31 +338,41 @@ impl Daemon {
         }
     }
 
-    /// Stage 2.
+    /// Stage 2, the caller's part: mark it and wake the control thread.
     fn started(&self) {
         if self.role != Role::Daemon {
             return;
         }
-        {
-            let mut state = self.lock();
-            if state.started {
-                return;
-            }
-            if state.detached_at.is_some() || state.shutdown_at.is_some() {
-                report::info!(
-                    "started() called after this generation was asked to restart: a newer generation takes over"
-                );
-                return;
-            }
-            state.started = true;
-            // Claimed under the state lock so that a concurrent stage 1 sees
-            // either "not started" (and records itself as detached) or a
-            // finished claim.
-            if let Some(pid_file) = &self.pid_file {
-                match pid_file.claim() {
-                    Ok(claimed) => claimed.report(),
-                    Err(e) => report::error!("pid file handshake failed: {e}"),
-                }
+        let mut state = self.lock();
+        if state.started {
+            return;
+        }
+        if state.detached_at.is_some() || state.shutdown_at.is_some() {
+            report::info!(
+                "started() called after this generation was asked to restart: a newer generation takes over"
+            );
+            return;
+        }
+        state.started = true;
+        state.claim_pending = true;
+        drop(state);
+        let _ = nix::unistd::write(&self.wake.1, &[1]);
+    }
+
+    /// Stage 2, on the control thread: the pid file handshake, then tell
+    /// the launcher (which reports READY=1 to systemd). A stage 1 that
+    /// comes later sees `started` and leaves the pid file alone: this
+    /// generation is then the newest on record, and the next one TERMs it.
+    fn run_pending_claim(&self) {
+        let mut drained = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake.0, &mut drained), Ok(n) if n > 0) {}
+        if !std::mem::take(&mut self.lock().claim_pending) {
+            return;
+        }
+        if let Some(pid_file) = &self.pid_file {
+            match pid_file.claim() {
+                Ok(claimed) => claimed.report(),
+                Err(e) => report::error!("pid file handshake failed: {e}"),
             }
         }
         if let Some(channel) = &self.channel {
@@ -398,11 +429,12 @@ impl Daemon {
 /// Tells seamless that this generation is up and serving (stage 2): the
 /// listening sockets are bound and requests can be answered.
 ///
-/// In the daemon, it takes the pid file under its lock, sends SIGTERM to
-/// every earlier generation it proves to be one (same start time, same
-/// boot, same user), and records this one. It does nothing in a plain
-/// process, after the first call, or in a generation that was itself asked
-/// to restart before it got here.
+/// It returns at once; seamless's control thread then takes the pid file
+/// under its lock, sends SIGTERM to every earlier generation it proves to
+/// be one (same start time, same boot, same user), records this one, and
+/// tells the launcher (which reports `READY=1` to systemd). It does nothing
+/// in a plain process, after the first call, or in a generation that was
+/// itself asked to restart before it got here.
 ///
 /// ```no_run
 /// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;

@@ -185,6 +185,16 @@ impl Sandbox {
             .ok()
     }
 
+    /// Waits until the pid file's first line names `pid` (or the file is
+    /// gone, for `None`): `started()` returns before the handshake runs.
+    pub fn assert_pid_file(&self, pid: Option<i32>) {
+        assert!(
+            wait_until(Duration::from_secs(10), || self.pid_in_file() == pid),
+            "pid file names {:?}, expected {pid:?}",
+            self.pid_in_file()
+        );
+    }
+
     /// `GET path` on the sandbox's port; returns the answering pid.
     pub fn get(&self, path: &str) -> std::io::Result<i32> {
         get(self.port, path, Duration::from_secs(10))
