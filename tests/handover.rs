@@ -79,7 +79,11 @@ fn keepalive(port: u16, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
                 }
             }
             Err(e) => {
-                tally.errors.lock().unwrap().push(format!("keep-alive: {e}"));
+                tally
+                    .errors
+                    .lock()
+                    .unwrap()
+                    .push(format!("keep-alive: {e}"));
                 conn = None;
             }
         }
@@ -144,8 +148,14 @@ fn handover_drops_nothing_across_20_restarts() {
     let sb = Sandbox::new("zero-loss");
     let tally = restarts_under_load(&sb);
     let errors = tally.errors.lock().unwrap();
-    let (ok, slow) = (tally.ok.load(Ordering::SeqCst), tally.slow_ok.load(Ordering::SeqCst));
-    eprintln!("handover: {ok} requests and {slow} slow requests ok, {} failed", errors.len());
+    let (ok, slow) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.slow_ok.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "handover: {ok} requests and {slow} slow requests ok, {} failed",
+        errors.len()
+    );
     assert!(ok > 1000 && slow > 20, "load ran: {ok} / {slow}");
     assert!(errors.is_empty(), "failed requests: {errors:?}");
 }
@@ -244,7 +254,10 @@ fn sd_notify_ready_and_stopping() {
     let n = notify.recv(&mut buf).unwrap();
     let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(ready.contains("READY=1"), "{ready}");
-    assert!(ready.contains(&format!("MAINPID={}", launcher.pid)), "{ready}");
+    assert!(
+        ready.contains(&format!("MAINPID={}", launcher.pid)),
+        "{ready}"
+    );
     // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside.
     launcher.signal(Signal::SIGTERM);
     let n = notify.recv(&mut buf).unwrap();
@@ -253,4 +266,34 @@ fn sd_notify_ready_and_stopping() {
     assert_eq!(&buf[..n], b"STOPPING=1");
     assert!(launcher.wait(T).success());
     wait_dead(daemon, T);
+}
+
+#[test]
+fn sd_notify_extends_the_stop_timeout_while_the_daemon_drains() {
+    let sb = Sandbox::new("notify-drain");
+    let socket_path = sb.dir.join("notify.sock");
+    let notify = UnixDatagram::bind(&socket_path).unwrap();
+    notify.set_read_timeout(Some(T)).unwrap();
+    let mut c = sb.command();
+    c.env("NOTIFY_SOCKET", &socket_path);
+    let mut launcher = sb.start_with(c);
+    let daemon = sb.wait_event("ready", &[], T);
+    let port = sb.port;
+    let slow = std::thread::spawn(move || get(port, "/?delay=1000", T));
+    std::thread::sleep(Duration::from_millis(100));
+    // A stop straight to the daemon (as systemd's KillMode=control-group
+    // does): STOPPING=1, then the timeout extended while it drains.
+    signal(daemon, Signal::SIGTERM);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !seen
+        .iter()
+        .any(|m: &String| m.starts_with("EXTEND_TIMEOUT_USEC="))
+    {
+        let n = notify.recv(&mut buf).unwrap();
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(seen.contains(&"STOPPING=1".to_owned()), "{seen:?}");
+    assert_eq!(slow.join().unwrap().unwrap(), daemon);
+    assert_eq!(launcher.wait(T).code(), Some(0));
 }

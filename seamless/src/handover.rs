@@ -4,8 +4,9 @@
 //! of named duplicates. At stage 1 the old generation opens an endpoint: a
 //! unix stream socket at `<pid file>.handover`, mode 0600, bound at a
 //! temporary path and renamed into place. A thread (`seamless-handover`)
-//! accepts, and each peer gets a thread of its own (16 at most at once), so
-//! a silent peer delays nobody. One request per connection: the peer sends
+//! accepts and answers a peer whose request is already there; any other
+//! peer gets a thread of its own (16 at most at once), so a silent peer
+//! delays nobody. One request per connection: the peer sends
 //! a name and a newline;
 //! the answer is `+<address>` with the socket attached (`SCM_RIGHTS`), or
 //! `-` when there is no socket by that name. Only a peer running as our
@@ -145,8 +146,17 @@ fn serve(listener: UnixListener, stop: &AtomicBool) {
         }
         match listener.accept() {
             Ok((stream, _)) => {
-                // One thread per peer, a bounded number of them: a peer that
-                // never speaks holds only its own thread, for PEER_TIMEOUT.
+                // The usual peer has sent its request by the time it is
+                // accepted: answer it here, without a thread.
+                if crate::net::readable(&stream, Duration::ZERO).unwrap_or(false) {
+                    if let Err(e) = answer(stream) {
+                        report::debug!("handover request failed: {e}");
+                    }
+                    continue;
+                }
+                // Otherwise one thread per peer, a bounded number of them: a
+                // peer that never speaks holds only its own thread, for
+                // PEER_TIMEOUT.
                 if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
                     IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
                     report::warning!("handover endpoint: too many peers at once; one refused");
@@ -382,6 +392,69 @@ mod tests {
         assert_eq!(open_fds(), before);
         assert!(fetch(&path, &"n".repeat(300)).is_err(), "refused locally");
         clear_registry_for_tests("ho-hostile");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_peer_of_another_user_gets_nothing() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: running a peer as another user needs root");
+            return;
+        }
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        register("ho-uid", "x", listener.as_fd()).unwrap();
+        let _endpoint = open_endpoint(&path).unwrap();
+        // Let anyone connect, so that only SO_PEERCRED stands in the way.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: the child makes only async-signal-safe calls (setgid,
+        // setuid, socket, connect, write, recvmsg, _exit) on memory
+        // prepared before the fork; the parent waits for it.
+        let child = unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                let mut code = 2;
+                if libc::setgid(65534) == 0 && libc::setuid(65534) == 0 {
+                    let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                    let mut addr: libc::sockaddr_un = std::mem::zeroed();
+                    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+                    for (i, b) in c_path.as_bytes().iter().enumerate() {
+                        addr.sun_path[i] = *b as libc::c_char;
+                    }
+                    let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                    if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), len) == 0 {
+                        libc::write(fd, b"ho-uid\n".as_ptr().cast(), 7);
+                        let mut data = [0u8; 300];
+                        let mut control = [0u8; 64];
+                        let mut iov = libc::iovec {
+                            iov_base: data.as_mut_ptr().cast(),
+                            iov_len: data.len(),
+                        };
+                        let mut msg: libc::msghdr = std::mem::zeroed();
+                        msg.msg_iov = &mut iov;
+                        msg.msg_iovlen = 1;
+                        msg.msg_control = control.as_mut_ptr().cast();
+                        msg.msg_controllen = control.len() as _;
+                        let n = libc::recvmsg(fd, &mut msg, 0);
+                        // 0: closed (or reset: the request was left unread)
+                        // without a byte; an fd only ever comes with one.
+                        code = if n <= 0 { 0 } else { 1 };
+                    } else {
+                        code = 3;
+                    }
+                }
+                libc::_exit(code);
+            }
+            pid
+        };
+        let status = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None).unwrap();
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child), 0)
+        );
+        clear_registry_for_tests("ho-uid");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -100,7 +100,15 @@ struct Launcher {
     child: Pid,
     phase: Phase,
     notify: crate::notify::Notifier,
+    /// While the daemon drains under systemd: when to extend the stop
+    /// timeout next.
+    next_extend: Option<Instant>,
 }
+
+/// How often, and by how much, the launcher extends systemd's stop timeout
+/// while the daemon drains.
+const EXTEND_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+const EXTEND_BY: std::time::Duration = std::time::Duration::from_secs(15);
 
 impl Launcher {
     fn start(config: &Config) -> std::io::Result<Launcher> {
@@ -154,18 +162,23 @@ impl Launcher {
             child,
             phase: Phase::Running,
             notify: crate::notify::Notifier::from_env(),
+            next_extend: None,
         })
     }
 
     fn run(&mut self, config: &Config) -> ! {
         loop {
-            let timeout = match self.phase {
-                Phase::Preparing { deadline } => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+            let deadline = match self.phase {
+                Phase::Preparing { deadline } => Some(deadline),
+                _ => None,
+            };
+            let timeout = match deadline.into_iter().chain(self.next_extend).min() {
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
                     PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
                         .unwrap_or(PollTimeout::MAX)
                 }
-                _ => PollTimeout::NONE,
+                None => PollTimeout::NONE,
             };
             let ready_signals;
             let mut ready_channel = false;
@@ -200,7 +213,13 @@ impl Launcher {
                         config.prepare_timeout
                     );
                     self.send(Signal::SIGTERM);
-                    self.phase = Phase::Stopping;
+                    self.stopping();
+                }
+            }
+            if let Some(at) = self.next_extend {
+                if Instant::now() >= at {
+                    self.notify.extend_timeout(EXTEND_BY);
+                    self.next_extend = Some(at + EXTEND_EVERY);
                 }
             }
             self.reap();
@@ -229,7 +248,7 @@ impl Launcher {
                         };
                     } else {
                         self.send(Signal::SIGTERM);
-                        self.phase = Phase::Stopping;
+                        self.stopping();
                     }
                 }
                 _ => report::debug!("SIGTERM again while a restart is under way: ignored"),
@@ -255,7 +274,7 @@ impl Launcher {
                 Received::Message(Message::Started) => self.notify.ready(),
                 Received::Message(Message::Stopping) => {
                     self.notify.stopping();
-                    self.phase = Phase::Stopping;
+                    self.stopping();
                 }
                 Received::Message(Message::RestartRequested) => {}
                 Received::Nothing => return,
@@ -266,6 +285,15 @@ impl Launcher {
                     return;
                 }
             }
+        }
+    }
+
+    /// The daemon was told to stop, or began to on its own: wait for it,
+    /// keeping systemd's stop timeout extended while it drains.
+    fn stopping(&mut self) {
+        self.phase = Phase::Stopping;
+        if self.notify.is_active() && self.next_extend.is_none() {
+            self.next_extend = Some(Instant::now());
         }
     }
 

@@ -2,9 +2,11 @@
 //!
 //! Under `Type=notify` systemd watches its main pid, which is the launcher.
 //! The launcher reports `READY=1` once the daemon has called `started()`,
-//! `RELOADING=1` when a restart is requested, and `STOPPING=1` when it
-//! steps aside or the daemon begins its graceful shutdown. Nothing happens
-//! when `NOTIFY_SOCKET` is not set.
+//! `RELOADING=1` when a restart is requested, `STOPPING=1` when it steps
+//! aside or the daemon begins its graceful shutdown, and, while a drain
+//! lasts, `EXTEND_TIMEOUT_USEC` every few seconds so that systemd's stop
+//! timeout does not cut it. Nothing happens when `NOTIFY_SOCKET` is not
+//! set.
 
 use std::os::unix::net::UnixDatagram;
 
@@ -43,6 +45,16 @@ impl Notifier {
         if let Err(e) = result {
             report::debug!("sd_notify {state:?} failed: {e}");
         }
+    }
+
+    /// Whether there is a `NOTIFY_SOCKET` to talk to.
+    pub(crate) fn is_active(&self) -> bool {
+        self.socket.is_some()
+    }
+
+    /// Asks systemd for `by` more before it gives up on the stop.
+    pub(crate) fn extend_timeout(&self, by: std::time::Duration) {
+        self.send(&format!("EXTEND_TIMEOUT_USEC={}", by.as_micros()));
     }
 
     /// The daemon called `started()` (only the first time counts).

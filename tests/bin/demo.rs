@@ -66,7 +66,10 @@ fn parse_args() -> Args {
     let mut a = Args {
         strategies: vec![Strategy::Handover],
         restarts: 20,
-        interval: Duration::from_millis(1000),
+        // daemontools' supervise sleeps one second after each start and
+        // reads no command meanwhile: restarts closer than that would
+        // measure its nap.
+        interval: Duration::from_millis(1500),
         keepalive: 4,
         newconn: 2,
         slow: 4,
