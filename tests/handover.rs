@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -27,31 +27,11 @@ struct Tally {
 }
 
 fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<bool> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    let response = common::http::read_response(reader)?;
+    if response.status != 200 {
+        return Err(std::io::Error::other(format!("status {}", response.status)));
     }
-    if !line.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("status line {line:?}")));
-    }
-    let (mut length, mut close) = (0, false);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = line.trim_end().to_ascii_lowercase();
-        if h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        close |= h.starts_with("connection:") && h.contains("close");
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok(close)
+    Ok(response.close)
 }
 
 /// Keep-alive client: one connection until the server says close.
@@ -240,15 +220,21 @@ fn systemd_socket_activation_through_the_launcher() {
     assert_eq!(get(port, "/", T).unwrap(), daemon);
 }
 
-#[test]
-fn sd_notify_ready_and_stopping() {
-    let sb = Sandbox::new("notify");
+/// Starts a generation with `NOTIFY_SOCKET` pointing at a datagram socket
+/// of the test's, as systemd does for `Type=notify`.
+fn start_with_notify_socket(sb: &Sandbox) -> (UnixDatagram, Launcher) {
     let socket_path = sb.dir.join("notify.sock");
     let notify = UnixDatagram::bind(&socket_path).unwrap();
     notify.set_read_timeout(Some(T)).unwrap();
     let mut c = sb.command();
     c.env("NOTIFY_SOCKET", &socket_path);
-    let mut launcher = sb.start_with(c);
+    (notify, sb.start_with(c))
+}
+
+#[test]
+fn sd_notify_ready_and_stopping() {
+    let sb = Sandbox::new("notify");
+    let (notify, mut launcher) = start_with_notify_socket(&sb);
     let daemon = sb.wait_event("ready", &[], T);
     let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).unwrap();
@@ -271,12 +257,7 @@ fn sd_notify_ready_and_stopping() {
 #[test]
 fn sd_notify_extends_the_stop_timeout_while_the_daemon_drains() {
     let sb = Sandbox::new("notify-drain");
-    let socket_path = sb.dir.join("notify.sock");
-    let notify = UnixDatagram::bind(&socket_path).unwrap();
-    notify.set_read_timeout(Some(T)).unwrap();
-    let mut c = sb.command();
-    c.env("NOTIFY_SOCKET", &socket_path);
-    let mut launcher = sb.start_with(c);
+    let (notify, mut launcher) = start_with_notify_socket(&sb);
     let daemon = sb.wait_event("ready", &[], T);
     let port = sb.port;
     let slow = std::thread::spawn(move || get(port, "/?delay=1000", T));

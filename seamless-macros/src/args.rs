@@ -110,3 +110,26 @@ pub(crate) fn looks_like_fn(item: &TokenStream) -> bool {
 pub(crate) fn default_crate() -> Path {
     syn::parse_quote!(::seamless)
 }
+
+/// Reads the item as a function. When it is not one, records the error
+/// (syn's own where the item still looks like a function, else `not_a_fn`
+/// on the item) and returns the item unchanged followed by every error, to
+/// be emitted as is.
+pub(crate) fn parse_fn(
+    item: TokenStream,
+    errors: &mut Errors,
+    not_a_fn: &str,
+) -> Result<syn::ItemFn, TokenStream> {
+    match syn::parse2(item.clone()) {
+        Ok(f) => Ok(f),
+        Err(e) => {
+            if looks_like_fn(&item) {
+                errors.push(e);
+            } else {
+                errors.push(syn::Error::new_spanned(&item, not_a_fn));
+            }
+            let errs = errors.to_compile_error();
+            Err(quote!(#item #errs))
+        }
+    }
+}

@@ -254,20 +254,13 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let mut parsed = Args::default();
     let complete = parse_args(args.clone(), &mut parsed, &mut errors);
-    let f: ItemFn = match syn::parse2(item.clone()) {
+    let f = match args::parse_fn(
+        item.clone(),
+        &mut errors,
+        &format!("{ATTRIBUTE} can only be used on `fn main`"),
+    ) {
         Ok(f) => f,
-        Err(e) => {
-            if args::looks_like_fn(&item) {
-                errors.push(e);
-            } else {
-                errors.push(syn::Error::new_spanned(
-                    &item,
-                    format!("{ATTRIBUTE} can only be used on `fn main`"),
-                ));
-            }
-            let errs = errors.to_compile_error();
-            return quote!(#item #errs);
-        }
+        Err(unchanged) => return unchanged,
     };
     check_signature(&f, &mut errors);
     if complete && parsed.pid_file.is_none() {

@@ -129,20 +129,10 @@ fn check(stage: Stage, f: &ItemFn, errors: &mut Errors) {
 pub(crate) fn expand(stage: Stage, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let krate = parse_args(args, &mut errors).unwrap_or_else(args::default_crate);
-    let f: ItemFn = match syn::parse2(item.clone()) {
+    let not_a_fn = format!("{} can only be used on a free function", stage.attribute());
+    let f = match args::parse_fn(item.clone(), &mut errors, &not_a_fn) {
         Ok(f) => f,
-        Err(e) => {
-            if args::looks_like_fn(&item) {
-                errors.push(e);
-            } else {
-                errors.push(syn::Error::new_spanned(
-                    &item,
-                    format!("{} can only be used on a free function", stage.attribute()),
-                ));
-            }
-            let errs = errors.to_compile_error();
-            return quote!(#item #errs);
-        }
+        Err(unchanged) => return unchanged,
     };
     check(stage, &f, &mut errors);
     if !errors.is_empty() {

@@ -1,7 +1,11 @@
-//! The pid file handshake between generations.
+//! The pid file handshake between generations: this module owns the pid
+//! file, its lock file, and the decision to send TERM to an earlier
+//! generation.
 //!
-//! Format: the first line is a plain decimal pid, for monitoring tools; the
-//! lines after it record who each pid is:
+//! # Format
+//!
+//! The first line is a plain decimal pid, for monitoring tools; the lines
+//! after it record who each pid is:
 //!
 //! ```text
 //! 12345
@@ -10,41 +14,82 @@
 //! ```
 //!
 //! `newest` is the generation that last called `started()`; `detached`
-//! lines are generations asked to restart before they ever called
-//! `started()`: still alive, still owed a TERM by the next `started()`.
+//! lines (zero or more) are generations asked to restart before they ever
+//! called `started()`: still alive, still owed a TERM by the next
+//! `started()`. The start time is field 22 of `/proc/PID/stat` and the boot
+//! id is `/proc/sys/kernel/random/boot_id` (see [`crate::procfs`]). The
+//! first line names the newest generation, or the first detached one when
+//! no newest is recorded.
 //!
-//! Every read-modify-write holds `flock(LOCK_EX)` on `<pid file>.lock`, so
+//! # Locking and writing
+//!
+//! Every read-modify-write holds `flock(LOCK_EX)` on `<pid file>.lock`
+//! (created `0600`, never through a symlink; the wait is bounded by 5 s), so
 //! two generations starting at once cannot both believe they are the
-//! newest. The file is replaced atomically: written to a temp file in the
-//! same directory (`O_EXCL | O_NOFOLLOW`), fsynced, renamed over the path
-//! (a symlink planted at the path is replaced, never followed), and the
-//! directory is fsynced.
+//! newest. The file is replaced atomically: written to
+//! `.<name>.<pid>.<counter>.tmp` in the same directory
+//! (`O_EXCL | O_NOFOLLOW`, mode `0644` less the umask), fsynced, renamed
+//! over the path (a symlink planted at the path is replaced, never
+//! followed), and the directory is fsynced. The file is read without
+//! following a symlink, only when it is a regular file, and at most 64 KiB
+//! of it.
 //!
-//! A recorded pid is signalled only when all of these hold: it is > 1, not
-//! ours and not above `pid_max`; the file is a regular file owned by our
-//! effective uid and not writable by group or others; the process exists,
-//! is not a zombie, has the recorded start time and boot id, and runs as
-//! our real uid. Anything else is refused with one log line. A file in the
-//! original's format (a bare pid) is never signalled: it proves nothing.
+//! # Who is signalled
+//!
+//! A recorded pid is sent TERM only when all of these hold:
+//!
+//! - the file is a regular file (not a symlink) owned by our effective uid
+//!   and not writable by group or others;
+//! - the pid is > 1, not ours and not above `pid_max`;
+//! - it was recorded during this boot;
+//! - the process exists, is a process (not a thread), is not a zombie, and
+//!   has the recorded start time;
+//! - it runs as our real uid, or we are root (the file, owned by us, was
+//!   then written by root).
+//!
+//! Anything else is refused with one log line naming the pid and the
+//! reason. A file in the original's format (a bare pid) is never signalled:
+//! it proves nothing. Where the kernel has pidfds, the pidfd is opened
+//! before the checks and the signal goes through it, so a pid reused between
+//! the checks and the signal cannot be hit; elsewhere `kill(2)` is called
+//! with the checked, positive pid.
+//!
+//! # The three operations
+//!
+//! - [`PidFile::claim`] (stage 2, in the generation calling `started()`):
+//!   TERM every recorded generation that passes the checks, then record
+//!   ourselves as the only, newest generation.
+//! - [`PidFile::add_detached`] (stage 1, in a generation that never called
+//!   `started()`): keep the recorded generations that still pass the checks,
+//!   add ourselves as `detached`.
+//! - [`PidFile::release`] (this generation exits): when the file names us,
+//!   remove our entry and every entry that no longer passes the checks;
+//!   remove the file when no entry is left. A file that does not name us
+//!   belongs to a newer generation and is left alone, as is a file that
+//!   fails the file checks. So after a clean exit the pid file never names
+//!   a dead or foreign pid.
 
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::procfs::{self, ProcessIdentity};
+use crate::procfs::{self, ProcessIdentity, ProcessInfo};
 use crate::report;
 
 const MAGIC: &str = "seamless-v1";
 const MAX_READ: u64 = 64 * 1024;
+const MAX_ENTRIES: usize = 64;
+const MAX_BOOT_ID: usize = 64;
 const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// What a recorded generation is.
@@ -64,12 +109,16 @@ pub(crate) struct Entry {
 /// What a pid file says.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Parsed {
-    /// The first line, when it is a plain pid > 1 (only ever logged).
+    /// The first line, when it is a plain pid > 1 (never signalled by
+    /// itself: only logged).
     pub(crate) first_line: Option<i32>,
+    /// Well-formed identity lines with a pid > 1, at most one per pid, at
+    /// most 64.
     pub(crate) entries: Vec<Entry>,
 }
 
 /// Parses pid file content. Never panics; never yields a pid <= 1.
+/// Malformed lines are skipped.
 pub(crate) fn parse(bytes: &[u8]) -> Parsed {
     let text = String::from_utf8_lossy(bytes);
     let mut lines = text.lines();
@@ -77,38 +126,45 @@ pub(crate) fn parse(bytes: &[u8]) -> Parsed {
         .next()
         .and_then(|l| l.trim().parse::<i32>().ok())
         .filter(|p| *p > 1);
-    let entries = lines
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            if f.next()? != MAGIC {
-                return None;
-            }
-            let standing = match f.next()? {
-                "newest" => Standing::Newest,
-                "detached" => Standing::Detached,
-                _ => return None,
-            };
-            let pid: i32 = f.next()?.parse().ok()?;
-            let start_time: u64 = f.next()?.parse().ok()?;
-            let boot_id = f.next()?;
-            if pid <= 1 || f.next().is_some() || boot_id.len() > 64 {
-                return None;
-            }
-            Some(Entry {
-                standing,
-                identity: ProcessIdentity {
-                    pid,
-                    start_time,
-                    boot_id: boot_id.to_owned(),
-                },
-            })
-        })
-        .take(64)
-        .collect();
+    let mut entries: Vec<Entry> = Vec::new();
+    for entry in lines.filter_map(parse_line) {
+        if entries.len() >= MAX_ENTRIES {
+            break;
+        }
+        if entries.iter().all(|e| e.identity.pid != entry.identity.pid) {
+            entries.push(entry);
+        }
+    }
     Parsed {
         first_line,
         entries,
     }
+}
+
+fn parse_line(line: &str) -> Option<Entry> {
+    let mut f = line.split_whitespace();
+    if f.next()? != MAGIC {
+        return None;
+    }
+    let standing = match f.next()? {
+        "newest" => Standing::Newest,
+        "detached" => Standing::Detached,
+        _ => return None,
+    };
+    let pid: i32 = f.next()?.parse().ok()?;
+    let start_time: u64 = f.next()?.parse().ok()?;
+    let boot_id = f.next()?;
+    if pid <= 1 || f.next().is_some() || boot_id.len() > MAX_BOOT_ID {
+        return None;
+    }
+    Some(Entry {
+        standing,
+        identity: ProcessIdentity {
+            pid,
+            start_time,
+            boot_id: boot_id.to_owned(),
+        },
+    })
 }
 
 fn render(entries: &[Entry]) -> String {
@@ -140,37 +196,155 @@ pub(crate) enum Verdict {
     Refuse(String),
 }
 
-/// The rules in the module doc, for one entry. `trusted` says whether the
-/// file itself passed its checks.
-pub(crate) fn verify(entry: &ProcessIdentity, trusted: bool, me: &ProcessIdentity) -> Verdict {
-    let refuse = |why: &str| Verdict::Refuse(why.to_owned());
-    if !trusted {
-        return refuse("the pid file is not a regular file owned by us and private to us");
+/// Whether the pid file itself may be believed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Trust {
+    Trusted,
+    /// Why not.
+    Untrusted(String),
+}
+
+/// Everything `verify` judges against, gathered once per operation.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) me: ProcessIdentity,
+    /// Our real uid.
+    pub(crate) uid: u32,
+    /// Our effective uid is 0.
+    pub(crate) root: bool,
+    pub(crate) file: Trust,
+    pub(crate) pid_max: i32,
+}
+
+impl Context {
+    pub(crate) fn new(file: Trust) -> io::Result<Context> {
+        Ok(Context {
+            me: ProcessIdentity::current()?,
+            uid: nix::unistd::getuid().as_raw(),
+            root: nix::unistd::geteuid().is_root(),
+            file,
+            pid_max: procfs::pid_max(),
+        })
     }
-    if entry.pid <= 1 || entry.pid > procfs::pid_max() {
-        return refuse("not a valid pid");
+}
+
+/// The rules of the module doc that need no look at the process.
+fn precheck(entry: &ProcessIdentity, ctx: &Context) -> Result<(), String> {
+    if let Trust::Untrusted(why) = &ctx.file {
+        return Err(why.clone());
     }
-    if entry.pid == me.pid {
-        return refuse("it is our own pid");
+    if entry.pid <= 1 || entry.pid > ctx.pid_max {
+        return Err(format!("not a valid pid (pid_max is {})", ctx.pid_max));
     }
-    if entry.boot_id != me.boot_id {
-        return refuse("recorded during another boot");
+    if entry.pid == ctx.me.pid {
+        return Err("it is our own pid".into());
     }
-    let info = match ProcessIdentity::of(entry.pid) {
+    if entry.boot_id != ctx.me.boot_id {
+        return Err("recorded during another boot".into());
+    }
+    Ok(())
+}
+
+/// The rules of the module doc, given what `/proc` says about `entry.pid`.
+pub(crate) fn judge(
+    entry: &ProcessIdentity,
+    observed: io::Result<Option<ProcessInfo>>,
+    ctx: &Context,
+) -> Verdict {
+    if let Err(why) = precheck(entry, ctx) {
+        return Verdict::Refuse(why);
+    }
+    let info = match observed {
         Ok(Some(info)) => info,
-        Ok(None) => return refuse("no such process"),
-        Err(e) => return Verdict::Refuse(format!("cannot read /proc: {e}")),
+        Ok(None) => return Verdict::Refuse("no such process".into()),
+        Err(e) => return Verdict::Refuse(format!("cannot read /proc/{}: {e}", entry.pid)),
     };
-    if matches!(info.state, 'Z' | 'X' | 'x') {
-        return refuse("the process is a zombie");
+    if !info.is_alive() {
+        return Verdict::Refuse(format!("the process is a zombie (state {})", info.state));
     }
     if info.identity.start_time != entry.start_time {
-        return refuse("another process has that pid now (start time differs)");
+        return Verdict::Refuse(format!(
+            "another process has that pid now (start time {}, recorded {})",
+            info.identity.start_time, entry.start_time
+        ));
     }
-    if info.uid != nix::unistd::getuid().as_raw() {
-        return refuse("the process belongs to another user");
+    if info.identity.boot_id != entry.boot_id {
+        return Verdict::Refuse("recorded during another boot".into());
+    }
+    if info.uid != ctx.uid && !ctx.root {
+        return Verdict::Refuse(format!(
+            "the process runs as uid {}, we run as uid {}",
+            info.uid, ctx.uid
+        ));
     }
     Verdict::Signal
+}
+
+/// Whether the recorded generation `entry` may be signalled now.
+pub(crate) fn verify(entry: &ProcessIdentity, ctx: &Context) -> Verdict {
+    if let Err(why) = precheck(entry, ctx) {
+        return Verdict::Refuse(why);
+    }
+    judge(entry, ProcessIdentity::of(entry.pid), ctx)
+}
+
+/// Opens a pidfd for `pid`. `Ok(None)`: the kernel (or a seccomp filter)
+/// offers none, fall back to `kill`.
+fn open_pidfd(pid: i32) -> Result<Option<OwnedFd>, String> {
+    debug_assert!(pid > 1);
+    // SAFETY: pidfd_open(2) takes a pid and flags (no pointers) and returns
+    // a new descriptor or -1.
+    let rc = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0 as libc::c_uint) };
+    if rc >= 0 {
+        // SAFETY: `rc` is a descriptor the kernel just opened for us and
+        // nothing else owns.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+    }
+    match Errno::last() {
+        Errno::ESRCH => Err("no such process".into()),
+        Errno::EINVAL => Err("not a process (a thread id?)".into()),
+        _ => Ok(None),
+    }
+}
+
+/// Sends TERM through `pidfd`, or with `kill(pid)` when there is none.
+fn send_term(pid: i32, pidfd: Option<&OwnedFd>) -> Result<(), Errno> {
+    if pid <= 1 {
+        return Err(Errno::EINVAL); // never kill(0), kill(1) or kill(-N)
+    }
+    match pidfd {
+        Some(fd) => {
+            // SAFETY: pidfd_send_signal(2) with a descriptor we own, a valid
+            // signal number, no siginfo (null is allowed) and no flags.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGTERM,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0 as libc::c_uint,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(Errno::last())
+            }
+        }
+        None => kill(Pid::from_raw(pid), Signal::SIGTERM),
+    }
+}
+
+/// Checks `entry` and sends it TERM. The pidfd is opened before the
+/// `/proc` checks, so the process checked is the process signalled.
+fn terminate(entry: &ProcessIdentity, ctx: &Context) -> Result<(), String> {
+    precheck(entry, ctx)?;
+    let pidfd = open_pidfd(entry.pid)?;
+    match judge(entry, ProcessIdentity::of(entry.pid), ctx) {
+        Verdict::Refuse(why) => Err(why),
+        Verdict::Signal => send_term(entry.pid, pidfd.as_ref())
+            .map_err(|e| format!("sending SIGTERM failed: {}", io::Error::from(e))),
+    }
 }
 
 /// Why the pid file cannot be used.
@@ -202,7 +376,9 @@ impl std::error::Error for PidFileError {
 /// What `claim` did.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
+    /// Sent SIGTERM.
     pub(crate) signalled: Vec<i32>,
+    /// Recorded but not signalled, and why.
     pub(crate) refused: Vec<(i32, String)>,
 }
 
@@ -227,8 +403,15 @@ pub(crate) struct PidFile {
     name: OsString,
 }
 
+/// Holds the lock file's `flock` until dropped.
 struct Locked {
     _file: File, // the lock is released when the file is closed
+}
+
+/// The pid file as read under the lock.
+struct Contents {
+    parsed: Parsed,
+    trust: Trust,
 }
 
 impl PidFile {
@@ -266,20 +449,31 @@ impl PidFile {
     }
 
     fn open_lock_file(&self) -> io::Result<File> {
-        OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&self.lock_path)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.lock_path)?;
+        if !file.metadata()?.file_type().is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        Ok(file)
     }
 
     fn lock(&self) -> io::Result<Locked> {
+        self.lock_within(LOCK_WAIT)
+    }
+
+    fn lock_within(&self, wait: Duration) -> io::Result<Locked> {
         let file = self.open_lock_file()?;
-        let deadline = Instant::now() + LOCK_WAIT;
+        let deadline = Instant::now() + wait;
         loop {
-            // SAFETY: flock(2) on an fd we own for the duration of the call.
+            // SAFETY: flock(2) on a descriptor we own for the whole call.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
                 return Ok(Locked { _file: file });
@@ -292,10 +486,7 @@ impl PidFile {
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!(
-                        "{} stayed locked for {LOCK_WAIT:?}",
-                        self.lock_path.display()
-                    ),
+                    format!("{} stayed locked for {wait:?}", self.lock_path.display()),
                 ));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -303,33 +494,82 @@ impl PidFile {
     }
 
     /// Reads the file under the lock: what it says, and whether it can be
-    /// trusted at all.
-    fn read(&self, _lock: &Locked) -> io::Result<(Parsed, bool)> {
+    /// believed at all. A symlink or a non-regular file is not opened.
+    fn read(&self, _lock: &Locked) -> io::Result<Contents> {
+        let untrusted = |why: String| Contents {
+            parsed: Parsed::default(),
+            trust: Trust::Untrusted(why),
+        };
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Ok(self.symlink_found());
+            }
+            Ok(m) if !m.file_type().is_file() => {
+                report::warning!(
+                    "pid file {} is not a regular file: its content is ignored",
+                    self.path.display()
+                );
+                return Ok(untrusted("the pid file is not a regular file".into()));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Contents {
+                    parsed: Parsed::default(),
+                    trust: Trust::Trusted,
+                })
+            }
+            Err(e) => return Err(e),
+        }
         let file = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&self.path)
         {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Parsed::default(), true)),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                report::warning!(
-                    "pid file {} is a symbolic link: its content is ignored and it will be replaced",
-                    self.path.display()
-                );
-                return Ok((Parsed::default(), false));
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Contents {
+                    parsed: Parsed::default(),
+                    trust: Trust::Trusted,
+                })
             }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(self.symlink_found()),
             Err(e) => return Err(e),
         };
         let meta = file.metadata()?;
-        let trusted = meta.file_type().is_file()
-            && meta.uid() == nix::unistd::geteuid().as_raw()
-            && meta.mode() & 0o022 == 0;
-        let mut bytes = Vec::new();
-        if meta.file_type().is_file() {
-            file.take(MAX_READ).read_to_end(&mut bytes)?;
+        if !meta.file_type().is_file() {
+            return Ok(untrusted("the pid file is not a regular file".into()));
         }
-        Ok((parse(&bytes), trusted))
+        let euid = nix::unistd::geteuid().as_raw();
+        let trust = if meta.uid() != euid {
+            Trust::Untrusted(format!(
+                "the pid file is owned by uid {}, not by us (uid {euid})",
+                meta.uid()
+            ))
+        } else if meta.mode() & 0o022 != 0 {
+            Trust::Untrusted(format!(
+                "the pid file is writable by group or others (mode {:o})",
+                meta.mode() & 0o7777
+            ))
+        } else {
+            Trust::Trusted
+        };
+        let mut bytes = Vec::new();
+        file.take(MAX_READ).read_to_end(&mut bytes)?;
+        Ok(Contents {
+            parsed: parse(&bytes),
+            trust,
+        })
+    }
+
+    fn symlink_found(&self) -> Contents {
+        report::warning!(
+            "pid file {} is a symbolic link: its content is ignored and it will be replaced",
+            self.path.display()
+        );
+        Contents {
+            parsed: Parsed::default(),
+            trust: Trust::Untrusted("the pid file is a symbolic link".into()),
+        }
     }
 
     /// Replaces the file atomically with `entries` (removes it when empty).
@@ -341,21 +581,30 @@ impl PidFile {
             };
         }
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let mut tmp_name = OsString::from(".");
-        tmp_name.push(&self.name);
-        tmp_name.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let tmp = self.dir.join(tmp_name);
-        let result = (|| {
-            let mut file = OpenOptions::new()
+        let mut attempts = 0;
+        let (tmp, mut file) = loop {
+            let mut tmp_name = OsString::from(".");
+            tmp_name.push(&self.name);
+            tmp_name.push(format!(
+                ".{}.{}.tmp",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let tmp = self.dir.join(tmp_name);
+            match OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
                 .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)?;
+                .open(&tmp)
+            {
+                Ok(file) => break (tmp, file),
+                // A leftover of a crashed process that had our pid.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+        };
+        let result = (|| {
             file.write_all(render(entries).as_bytes())?;
             file.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
@@ -367,39 +616,43 @@ impl PidFile {
         result
     }
 
-    /// Stage 2: TERM every proven earlier generation, record us as newest.
+    /// Stage 2: TERM every proven earlier generation, record us as the only,
+    /// newest one.
     pub(crate) fn claim(&self) -> io::Result<Claimed> {
         let lock = self.lock()?;
-        let (parsed, trusted) = self.read(&lock)?;
-        let me = ProcessIdentity::current()?;
+        let contents = self.read(&lock)?;
+        let ctx = Context::new(contents.trust)?;
+        let parsed = contents.parsed;
         let mut claimed = Claimed::default();
         if parsed.entries.is_empty() {
-            if let Some(pid) = parsed.first_line.filter(|p| *p != me.pid) {
+            if let Some(pid) = parsed.first_line.filter(|p| *p != ctx.me.pid) {
+                let running = if procfs::is_alive(pid) {
+                    "a process with that pid is running"
+                } else {
+                    "no process with that pid is running"
+                };
                 claimed.refused.push((
                     pid,
-                    "no identity recorded (a bare pid proves nothing)".into(),
+                    format!("no identity recorded (a bare pid proves nothing); {running}"),
                 ));
             }
         }
         for entry in &parsed.entries {
-            match verify(&entry.identity, trusted, &me) {
-                Verdict::Signal => match kill(Pid::from_raw(entry.identity.pid), Signal::SIGTERM) {
-                    Ok(()) => claimed.signalled.push(entry.identity.pid),
-                    Err(e) => claimed
-                        .refused
-                        .push((entry.identity.pid, format!("kill failed: {e}"))),
-                },
-                Verdict::Refuse(why) if entry.identity.pid != me.pid => {
-                    claimed.refused.push((entry.identity.pid, why))
-                }
-                Verdict::Refuse(_) => {}
+            let id = &entry.identity;
+            if id.pid == ctx.me.pid {
+                // Ourselves, or a dead earlier holder of our pid.
+                continue;
+            }
+            match terminate(id, &ctx) {
+                Ok(()) => claimed.signalled.push(id.pid),
+                Err(why) => claimed.refused.push((id.pid, why)),
             }
         }
         self.write(
             &lock,
             &[Entry {
                 standing: Standing::Newest,
-                identity: me,
+                identity: ctx.me,
             }],
         )?;
         Ok(claimed)
@@ -409,51 +662,68 @@ impl PidFile {
     /// owed a TERM by the next `started()`.
     pub(crate) fn add_detached(&self) -> io::Result<()> {
         let lock = self.lock()?;
-        let (parsed, trusted) = self.read(&lock)?;
-        let me = ProcessIdentity::current()?;
-        let mut entries: Vec<Entry> = parsed
-            .entries
-            .into_iter()
-            .filter(|e| verify(&e.identity, trusted, &me) == Verdict::Signal)
-            .collect();
+        let contents = self.read(&lock)?;
+        let ctx = Context::new(contents.trust)?;
+        let mut entries = self.still_valid(contents.parsed, &ctx);
         entries.push(Entry {
             standing: Standing::Detached,
-            identity: me,
+            identity: ctx.me,
         });
         self.write(&lock, &entries)
     }
 
-    /// This generation exits: take it out of the file; remove the file when
-    /// no live generation is left in it.
+    /// This generation exits: take it out of the file, with every entry
+    /// that no longer proves a live generation; remove the file when none
+    /// is left.
     pub(crate) fn release(&self) -> io::Result<()> {
         let lock = self.lock()?;
-        let (parsed, trusted) = self.read(&lock)?;
-        if !trusted {
+        let contents = self.read(&lock)?;
+        if let Trust::Untrusted(why) = &contents.trust {
+            report::debug!("pid file {} left alone on exit: {why}", self.path.display());
             return Ok(());
         }
-        let me = ProcessIdentity::current()?;
-        let before = parsed.entries.len();
-        let entries: Vec<Entry> = parsed
+        let ctx = Context::new(contents.trust)?;
+        let parsed = contents.parsed;
+        let named = parsed.first_line == Some(ctx.me.pid)
+            || parsed.entries.iter().any(|e| e.identity == ctx.me);
+        if !named {
+            return Ok(()); // a newer generation's file
+        }
+        let entries = self.still_valid(parsed, &ctx);
+        self.write(&lock, &entries)
+    }
+
+    /// The entries that still pass `verify` (never ourselves).
+    fn still_valid(&self, parsed: Parsed, ctx: &Context) -> Vec<Entry> {
+        parsed
             .entries
             .into_iter()
-            .filter(|e| e.identity != me && verify(&e.identity, true, &me) == Verdict::Signal)
-            .collect();
-        if entries.len() == before && parsed.first_line != Some(me.pid) {
-            return Ok(()); // not ours to touch
-        }
-        self.write(&lock, &entries)
+            .filter(|e| match verify(&e.identity, ctx) {
+                Verdict::Signal => true,
+                Verdict::Refuse(why) => {
+                    if e.identity.pid != ctx.me.pid {
+                        report::debug!(
+                            "pid file {}: dropping {}: {why}",
+                            self.path.display(),
+                            e.identity.pid
+                        );
+                    }
+                    false
+                }
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir() -> PathBuf {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "seamless-pidfile-{}-{}",
+            "seamless-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         ));
@@ -462,6 +732,7 @@ mod tests {
         dir
     }
 
+    /// A `sleep 30` child, killed and reaped on drop.
     struct Sleeper(std::process::Child);
     impl Sleeper {
         fn new() -> Sleeper {
@@ -475,6 +746,9 @@ mod tests {
         fn pid(&self) -> i32 {
             self.0.id() as i32
         }
+        fn identity(&self) -> ProcessIdentity {
+            ProcessIdentity::of(self.pid()).unwrap().unwrap().identity
+        }
     }
     impl Drop for Sleeper {
         fn drop(&mut self) {
@@ -483,53 +757,182 @@ mod tests {
         }
     }
 
+    fn line(standing: &str, id: &ProcessIdentity) -> String {
+        format!(
+            "{MAGIC} {standing} {} {} {}\n",
+            id.pid, id.start_time, id.boot_id
+        )
+    }
+
+    fn entry(standing: Standing, pid: i32, start_time: u64) -> Entry {
+        Entry {
+            standing,
+            identity: ProcessIdentity {
+                pid,
+                start_time,
+                boot_id: "b".into(),
+            },
+        }
+    }
+
     #[test]
     fn render_and_parse_round_trip() {
         let entries = vec![
-            Entry {
-                standing: Standing::Newest,
-                identity: ProcessIdentity {
-                    pid: 123,
-                    start_time: 456,
-                    boot_id: "b".into(),
-                },
-            },
-            Entry {
-                standing: Standing::Detached,
-                identity: ProcessIdentity {
-                    pid: 77,
-                    start_time: 9,
-                    boot_id: "b".into(),
-                },
-            },
+            entry(Standing::Newest, 123, 456),
+            entry(Standing::Detached, 77, 9),
+            entry(Standing::Detached, 78, u64::MAX),
         ];
         let text = render(&entries);
         assert!(text.starts_with("123\n"));
         let parsed = parse(text.as_bytes());
         assert_eq!(parsed.first_line, Some(123));
         assert_eq!(parsed.entries, entries);
+        // Without a newest, the first line names the first detached one.
+        let detached = &entries[1..];
+        let text = render(detached);
+        assert!(text.starts_with("77\n"), "{text}");
+        assert_eq!(parse(text.as_bytes()).entries, detached);
+        // CRLF and surrounding blanks are tolerated.
+        let crlf = text.replace('\n', "\r\n");
+        assert_eq!(parse(crlf.as_bytes()).entries, detached);
     }
 
     #[test]
     fn bad_contents_yield_nothing_signallable() {
         for content in [
             "",
+            "\n\n\n",
             "garbage",
             "-1234\n",
             "0\n",
             "1\n",
             "-1\n",
             "99999999999\n",
+            "\u{0}\u{ff}\n",
             "12\nseamless-v1 newest -5 1 b\n",
+            "12\nseamless-v1 newest -1234 1 b\n",
             "12\nseamless-v1 newest 1 1 b\n",
             "12\nseamless-v1 newest 0 1 b\n",
+            "12\nseamless-v1 newest 99999999999 1 b\n",
             "12\nseamless-v1 boss 12 1 b\n",
+            "12\nseamless-v2 newest 12 1 b\n",
             "12\nseamless-v1 newest 12 x b\n",
+            "12\nseamless-v1 newest 12 -1 b\n",
+            "12\nseamless-v1 newest 12 1\n",
             "12\nseamless-v1 newest 12 1 b extra\n",
         ] {
             let parsed = parse(content.as_bytes());
             assert!(parsed.entries.is_empty(), "{content:?}");
-            assert!(parsed.first_line.is_none_or(|p| p > 1));
+            assert!(parsed.first_line.is_none_or(|p| p > 1), "{content:?}");
+        }
+        let long_boot = format!("12\nseamless-v1 newest 12 1 {}\n", "b".repeat(65));
+        assert!(parse(long_boot.as_bytes()).entries.is_empty());
+        // Duplicates collapse; the count is bounded.
+        let dup = "12\nseamless-v1 newest 12 1 b\nseamless-v1 detached 12 2 b\n";
+        assert_eq!(parse(dup.as_bytes()).entries.len(), 1);
+        let many: String = (2..1000)
+            .map(|p| format!("seamless-v1 detached {p} 1 b\n"))
+            .collect();
+        assert_eq!(
+            parse(format!("2\n{many}").as_bytes()).entries.len(),
+            MAX_ENTRIES
+        );
+    }
+
+    fn context() -> Context {
+        let mut ctx = Context::new(Trust::Trusted).unwrap();
+        ctx.root = false;
+        ctx
+    }
+
+    fn info(id: &ProcessIdentity, state: char, uid: u32) -> io::Result<Option<ProcessInfo>> {
+        Ok(Some(ProcessInfo {
+            identity: id.clone(),
+            state,
+            uid,
+        }))
+    }
+
+    #[test]
+    fn the_rules_one_by_one() {
+        let ctx = context();
+        let other = ProcessIdentity {
+            pid: ctx.me.pid + 1,
+            start_time: 1000,
+            boot_id: ctx.me.boot_id.clone(),
+        };
+        let refused = |v: Verdict, needle: &str| match v {
+            Verdict::Refuse(why) => assert!(why.contains(needle), "{why} / {needle}"),
+            Verdict::Signal => panic!("signalled; expected a refusal: {needle}"),
+        };
+        assert_eq!(
+            judge(&other, info(&other, 'S', ctx.uid), &ctx),
+            Verdict::Signal
+        );
+        refused(judge(&other, info(&other, 'Z', ctx.uid), &ctx), "zombie");
+        refused(judge(&other, info(&other, 'X', ctx.uid), &ctx), "zombie");
+        refused(judge(&other, Ok(None), &ctx), "no such process");
+        refused(judge(&other, Err(io::Error::other("boom")), &ctx), "boom");
+        let mut later = other.clone();
+        later.start_time += 1;
+        refused(
+            judge(&other, info(&later, 'S', ctx.uid), &ctx),
+            "start time",
+        );
+        let mut elsewhere = other.clone();
+        elsewhere.boot_id = "another".into();
+        refused(
+            judge(&elsewhere, info(&other, 'S', ctx.uid), &ctx),
+            "another boot",
+        );
+        let stranger = ctx.uid.wrapping_add(1);
+        refused(judge(&other, info(&other, 'S', stranger), &ctx), "uid");
+        let mut root = ctx.clone();
+        root.root = true;
+        assert_eq!(
+            judge(&other, info(&other, 'S', stranger), &root),
+            Verdict::Signal,
+            "root may stop its own generations that changed uid"
+        );
+        for pid in [i32::MIN, -1234, -1, 0, 1, ctx.pid_max + 1, i32::MAX] {
+            let mut bad = other.clone();
+            bad.pid = pid;
+            refused(
+                judge(&bad, info(&bad, 'S', ctx.uid), &ctx),
+                "not a valid pid",
+            );
+        }
+        refused(
+            judge(&ctx.me, info(&ctx.me, 'R', ctx.uid), &ctx),
+            "our own pid",
+        );
+        let mut untrusted = ctx.clone();
+        untrusted.file = Trust::Untrusted("the pid file is a symbolic link".into());
+        refused(
+            judge(&other, info(&other, 'S', ctx.uid), &untrusted),
+            "symbolic link",
+        );
+        assert!(send_term(0, None).is_err() && send_term(-1, None).is_err());
+        assert!(send_term(1, None).is_err());
+    }
+
+    #[test]
+    fn both_signal_paths_deliver_term() {
+        for use_pidfd in [true, false] {
+            let mut sleeper = Sleeper::new();
+            let pidfd = open_pidfd(sleeper.pid()).unwrap();
+            assert!(pidfd.is_some(), "this kernel has pidfds");
+            let fd = if use_pidfd { pidfd.as_ref() } else { None };
+            send_term(sleeper.pid(), fd).unwrap();
+            let status = sleeper.0.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(libc::SIGTERM)
+            );
+            // Reaped: the pidfd now names a process that is gone.
+            if use_pidfd {
+                assert_eq!(send_term(sleeper.pid(), pidfd.as_ref()), Err(Errno::ESRCH));
+            }
         }
     }
 
@@ -538,70 +941,113 @@ mod tests {
         let dir = temp_dir();
         let path = dir.join("d.pid");
         let sleeper = Sleeper::new();
-        let real = ProcessIdentity::of(sleeper.pid())
-            .unwrap()
-            .unwrap()
-            .identity;
+        let real = sleeper.identity();
         let me = ProcessIdentity::current().unwrap();
+        let mut wrong_start = real.clone();
+        wrong_start.start_time += 1;
+        let mut wrong_boot = real.clone();
+        wrong_boot.boot_id = "00000000-0000-0000-0000-000000000000".into();
+        let mut too_big = real.clone();
+        too_big.pid = procfs::pid_max() + 1;
         let cases = [
-            format!("{}\n", sleeper.pid()),
-            format!("-{}\n", sleeper.pid()),
-            format!(
-                "x\n{MAGIC} newest {} {} {}\n",
-                real.pid,
-                real.start_time + 1,
-                real.boot_id
+            (format!("{}\n", sleeper.pid()), "bare pid"),
+            (format!("-{}\n", sleeper.pid()), ""),
+            ("garbage\n\u{0}\n".to_string(), ""),
+            ("0\n".to_string(), ""),
+            ("1\n".to_string(), ""),
+            (format!("{}\n", me.pid), ""),
+            (format!("x\n{}", line("newest", &wrong_start)), "start time"),
+            (format!("x\n{}", line("detached", &wrong_boot)), "boot"),
+            (format!("x\n{}", line("newest", &me)), ""),
+            (
+                format!("x\n{}", line("newest", &too_big)),
+                "not a valid pid",
             ),
-            format!(
-                "x\n{MAGIC} newest {} {} other-boot\n",
-                real.pid, real.start_time
-            ),
-            format!(
-                "x\n{MAGIC} newest {} {} {}\n",
-                me.pid, me.start_time, me.boot_id
-            ),
-            format!("x\n{MAGIC} newest 4194305 1 {}\n", real.boot_id),
         ];
         let pid_file = PidFile::open(&path).unwrap();
-        for content in cases {
+        for (content, reason) in cases {
             std::fs::write(&path, &content).unwrap();
             let claimed = pid_file.claim().unwrap();
             assert!(claimed.signalled.is_empty(), "{content:?}");
-            assert!(procfs::is_alive(sleeper.pid()));
+            if reason.is_empty() {
+                assert!(claimed.refused.is_empty(), "{content:?}: {claimed:?}");
+            } else {
+                assert_eq!(claimed.refused.len(), 1, "{content:?}");
+                assert!(claimed.refused[0].1.contains(reason), "{claimed:?}");
+            }
+            assert!(procfs::is_alive(sleeper.pid()), "{content:?}");
             let parsed = parse(&std::fs::read(&path).unwrap());
             assert_eq!(parsed.first_line, Some(me.pid));
+            assert_eq!(parsed.entries.len(), 1);
             assert_eq!(parsed.entries[0].identity, me);
+            assert_eq!(parsed.entries[0].standing, Standing::Newest);
         }
         pid_file.release().unwrap();
         assert!(!path.exists(), "released: no dead pid left behind");
+        drop(sleeper);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
-    fn claim_signals_a_proven_generation() {
+    fn claim_signals_proven_generations() {
         let dir = temp_dir();
         let path = dir.join("d.pid");
-        let mut sleeper = Sleeper::new();
-        let real = ProcessIdentity::of(sleeper.pid())
-            .unwrap()
-            .unwrap()
-            .identity;
+        let mut newest = Sleeper::new();
+        let mut detached = Sleeper::new();
+        let (a, b) = (newest.identity(), detached.identity());
         std::fs::write(
             &path,
-            format!(
-                "{0}\n{MAGIC} detached {0} {1} {2}\n",
-                real.pid, real.start_time, real.boot_id
-            ),
+            format!("{}\n{}{}", a.pid, line("newest", &a), line("detached", &b)),
         )
         .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let pid_file = PidFile::open(&path).unwrap();
         let claimed = pid_file.claim().unwrap();
-        assert_eq!(claimed.signalled, [real.pid]);
-        let status = sleeper.0.wait().unwrap();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(libc::SIGTERM)
-        );
+        assert_eq!(claimed.signalled, [a.pid, b.pid], "{claimed:?}");
+        assert!(claimed.refused.is_empty());
+        for sleeper in [&mut newest, &mut detached] {
+            let status = sleeper.0.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(libc::SIGTERM)
+            );
+        }
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o022, 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_untrusted_file_or_a_zombie_is_not_signalled() {
+        let dir = temp_dir();
+        let path = dir.join("d.pid");
+        let pid_file = PidFile::open(&path).unwrap();
+        let sleeper = Sleeper::new();
+        let real = sleeper.identity();
+        std::fs::write(&path, format!("{}\n{}", real.pid, line("newest", &real))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let claimed = pid_file.claim().unwrap();
+        assert!(claimed.signalled.is_empty());
+        assert!(claimed.refused[0].1.contains("writable by group or others"));
+        assert!(procfs::is_alive(sleeper.pid()));
+        drop(sleeper);
+
+        // A zombie with the right identity.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id() as i32;
+        let zombie = loop {
+            let info = ProcessIdentity::of(pid).unwrap().unwrap();
+            if info.state == 'Z' {
+                break info.identity;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        std::fs::write(&path, format!("{pid}\n{}", line("detached", &zombie))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let claimed = pid_file.claim().unwrap();
+        assert!(claimed.signalled.is_empty());
+        assert!(claimed.refused[0].1.contains("zombie"), "{claimed:?}");
+        child.wait().unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -609,17 +1055,35 @@ mod tests {
     fn a_planted_symlink_is_replaced_not_followed() {
         let dir = temp_dir();
         let path = dir.join("d.pid");
+        let sleeper = Sleeper::new();
+        let real = sleeper.identity();
+        // The target even holds a valid identity: it is still not believed.
         let precious = dir.join("precious");
-        std::fs::write(&precious, "keep\n").unwrap();
+        let content = format!("{}\n{}", real.pid, line("newest", &real));
+        std::fs::write(&precious, &content).unwrap();
         std::os::unix::fs::symlink(&precious, &path).unwrap();
         let pid_file = PidFile::open(&path).unwrap();
         let claimed = pid_file.claim().unwrap();
         assert!(claimed.signalled.is_empty());
-        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep\n");
+        assert!(procfs::is_alive(sleeper.pid()));
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), content);
         assert!(std::fs::symlink_metadata(&path)
             .unwrap()
             .file_type()
             .is_file());
+        let parsed = parse(&std::fs::read(&path).unwrap());
+        assert_eq!(parsed.entries[0].identity.pid, std::process::id() as i32);
+
+        // release() leaves a symlink alone too.
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&precious, &path).unwrap();
+        pid_file.release().unwrap();
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), content);
+        assert!(std::fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        drop(sleeper);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -628,10 +1092,112 @@ mod tests {
         let dir = temp_dir();
         let file = dir.join("file");
         std::fs::write(&file, "").unwrap();
-        for path in [dir.join("missing/x.pid"), file.join("x.pid")] {
+        let linked = dir.join("linked.pid");
+        std::os::unix::fs::symlink(&file, dir.join("linked.pid.lock")).unwrap();
+        for path in [dir.join("missing/x.pid"), file.join("x.pid"), linked] {
             let e = PidFile::open(&path).unwrap_err().to_string();
-            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(
+                e.starts_with(&format!("pid file {}: ", path.display())),
+                "{e}"
+            );
+            assert!(e.contains("cannot create lock file"), "{e}");
+            assert!(e.contains("os error"), "{e}");
         }
+        if !nix::unistd::geteuid().is_root() {
+            let ro = dir.join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            let e = PidFile::open(&ro.join("x.pid")).unwrap_err().to_string();
+            assert!(e.contains("Permission denied"), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn add_detached_then_release() {
+        let dir = temp_dir();
+        let path = dir.join("d.pid");
+        let pid_file = PidFile::open(&path).unwrap();
+        let me = ProcessIdentity::current().unwrap();
+        let sleeper = Sleeper::new();
+        let newest = sleeper.identity();
+        let mut dead = newest.clone();
+        dead.start_time += 1;
+        std::fs::write(
+            &path,
+            format!(
+                "{}\n{}{}",
+                newest.pid,
+                line("newest", &newest),
+                line("detached", &dead)
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        pid_file.add_detached().unwrap();
+        pid_file.add_detached().unwrap(); // idempotent
+        let parsed = parse(&std::fs::read(&path).unwrap());
+        assert_eq!(parsed.first_line, Some(newest.pid));
+        assert_eq!(
+            parsed.entries,
+            [
+                Entry {
+                    standing: Standing::Newest,
+                    identity: newest.clone()
+                },
+                Entry {
+                    standing: Standing::Detached,
+                    identity: me.clone()
+                }
+            ]
+        );
+        // We exit: the newest (alive, ours) stays.
+        pid_file.release().unwrap();
+        let parsed = parse(&std::fs::read(&path).unwrap());
+        assert_eq!(parsed.first_line, Some(newest.pid));
+        assert_eq!(parsed.entries.len(), 1);
+        // A file that does not name us is not touched.
+        let before = std::fs::read(&path).unwrap();
+        pid_file.release().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        // The newest dies; we are detached alone and exit: no file left.
+        drop(sleeper);
+        pid_file.add_detached().unwrap();
+        let parsed = parse(&std::fs::read(&path).unwrap());
+        assert_eq!(parsed.first_line, Some(me.pid));
+        assert_eq!(parsed.entries.len(), 1);
+        pid_file.release().unwrap();
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_lock_serializes() {
+        let dir = temp_dir();
+        let path = dir.join("d.pid");
+        let pid_file = PidFile::open(&path).unwrap();
+        let held = pid_file.lock().unwrap();
+        // flock locks belong to the open file: a second open waits.
+        let e = match pid_file.lock_within(Duration::from_millis(50)) {
+            Err(e) => e,
+            Ok(_) => panic!("locked twice"),
+        };
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let claimer = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let claimed = PidFile::open(&path).unwrap().claim();
+                tx.send(()).unwrap();
+                claimed.unwrap()
+            })
+        };
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        assert!(!path.exists(), "claim went ahead while the lock was held");
+        drop(held);
+        rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        claimer.join().unwrap();
+        assert!(path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -642,13 +1208,19 @@ mod tests {
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let path = path.clone();
-                std::thread::spawn(move || PidFile::open(&path).unwrap().claim().unwrap())
+                std::thread::spawn(move || {
+                    let pid_file = PidFile::open(&path).unwrap();
+                    for _ in 0..10 {
+                        pid_file.claim().unwrap();
+                    }
+                })
             })
             .collect();
         for t in threads {
             t.join().unwrap();
         }
         let parsed = parse(&std::fs::read(&path).unwrap());
+        assert_eq!(parsed.first_line, Some(std::process::id() as i32));
         assert_eq!(parsed.entries.len(), 1);
         let leftovers = std::fs::read_dir(&dir).unwrap().count();
         assert_eq!(
@@ -667,10 +1239,12 @@ mod tests {
         }
 
         #[test]
-        fn parse_of_near_valid_lines(pid in proptest::num::i64::ANY, start in proptest::num::u64::ANY) {
-            let text = format!("{pid}\n{MAGIC} newest {pid} {start} b\n");
+        fn parse_of_near_valid_lines(pid in proptest::num::i64::ANY, start in proptest::num::u64::ANY, sep in "[ \t]{1,3}") {
+            let text = format!("{pid}\n{MAGIC}{sep}newest{sep}{pid}{sep}{start}{sep}b\n");
             let parsed = parse(text.as_bytes());
+            proptest::prop_assert!(parsed.first_line.is_none_or(|p| p > 1));
             proptest::prop_assert!(parsed.entries.iter().all(|e| e.identity.pid > 1));
+            proptest::prop_assert_eq!(parsed.entries.len(), usize::from(pid > 1 && pid <= i64::from(i32::MAX)));
         }
     }
 }

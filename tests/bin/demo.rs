@@ -15,9 +15,12 @@
 //!     --restarts 100 --json docs/bench.json --svg docs/bench.svg
 //! ```
 
+#[path = "../common/http.rs"]
+mod http;
+
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -148,6 +151,8 @@ enum Outcome {
     /// the request was sent into a closing connection and got no byte
     /// back. Clients retry these (they are idempotent); counted apart.
     KeepaliveRace,
+    /// A slow request that got no answer (reset while queued on a closing
+    /// listener, or cut in flight).
     SlowCut,
 }
 
@@ -168,7 +173,7 @@ fn kind_name(o: Outcome) -> &'static str {
         Outcome::Timeout => "timeout",
         Outcome::Non2xx => "non-2xx",
         Outcome::KeepaliveRace => "keep-alive race",
-        Outcome::SlowCut => "slow cut",
+        Outcome::SlowCut => "slow failed",
     }
 }
 
@@ -187,45 +192,6 @@ fn classify(e: &std::io::Error) -> Outcome {
         TimedOut | WouldBlock => Outcome::Timeout,
         _ => Outcome::Reset,
     }
-}
-
-/// Reads one response; returns (status, pid, server closes).
-fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, u32, bool)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let mut length = 0usize;
-    let mut close = false;
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = line.trim_end().to_ascii_lowercase();
-        if h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        if h.starts_with("connection:") && h.contains("close") {
-            close = true;
-        }
-    }
-    let mut body = vec![0u8; length.min(4096)];
-    reader.read_exact(&mut body)?;
-    let pid = String::from_utf8_lossy(&body)
-        .trim()
-        .strip_prefix("pid ")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    Ok((status, pid, close))
 }
 
 struct Load {
@@ -281,17 +247,17 @@ impl Load {
             let (w, r, served) = conn.as_mut().unwrap();
             let result = w
                 .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
-                .and_then(|_| read_response(r));
+                .and_then(|_| http::read_response(r));
             match result {
-                Ok((200, pid, close)) => {
+                Ok(response) if response.status == 200 => {
                     *served += 1;
-                    self.record(&mut out, began, Outcome::Ok, pid);
-                    if close {
+                    self.record(&mut out, began, Outcome::Ok, response.pid);
+                    if response.close {
                         conn = None;
                     }
                 }
-                Ok((_, pid, _)) => {
-                    self.record(&mut out, began, Outcome::Non2xx, pid);
+                Ok(response) => {
+                    self.record(&mut out, began, Outcome::Non2xx, response.pid);
                     conn = None;
                 }
                 Err(e) => {
@@ -316,11 +282,11 @@ impl Load {
             let began = Instant::now();
             let result = self.connect().and_then(|s| {
                 (&s).write_all(request.as_bytes())?;
-                read_response(&mut BufReader::new(s))
+                http::read_response(&mut BufReader::new(s))
             });
             let (outcome, pid) = match result {
-                Ok((200, pid, _)) => (Outcome::Ok, pid),
-                Ok((_, pid, _)) => (Outcome::Non2xx, pid),
+                Ok(r) if r.status == 200 => (Outcome::Ok, r.pid),
+                Ok(r) => (Outcome::Non2xx, r.pid),
                 Err(e) => match (classify(&e), failure) {
                     (Outcome::Refused, _) => (Outcome::Refused, 0),
                     (_, Some(f)) => (f, 0),

@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
