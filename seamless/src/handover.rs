@@ -1,86 +1,200 @@
 //! Listener handover between generations.
 //!
-//! Every socket obtained through [`crate::net`] is kept here, in a registry
-//! of named duplicates. At stage 1 the old generation opens an endpoint: a
-//! unix stream socket at `<pid file>.handover`, mode 0600, bound at a
-//! temporary path and renamed into place. A thread (`seamless-handover`)
-//! accepts and answers a peer whose request is already there; any other
-//! peer gets a thread of its own (16 at most at once), so a silent peer
-//! delays nobody. One request per connection: the peer sends
-//! a name and a newline;
-//! the answer is `+<address>` with the socket attached (`SCM_RIGHTS`), or
-//! `-` when there is no socket by that name. Only a peer running as our
-//! effective uid (`SO_PEERCRED`) gets an answer; a request is at most 256
-//! bytes and must arrive within 2 s; every fd is closed after each
-//! connection, whatever the peer did. The endpoint closes at stage 3 and its
-//! file is removed if it is still ours.
+//! This module owns three things:
+//!
+//! - the **registry** of this generation's named sockets: every socket
+//!   obtained through [`crate::net`] is kept here as a close-on-exec
+//!   duplicate, with the kind and address the program asked for, so that
+//!   the generation can hand it on;
+//! - the **endpoint** (stage 1, old generation): a unix stream socket at
+//!   `<pid file>.handover`, bound at a temporary path, made mode 0600 and
+//!   renamed into place, served by a thread named `seamless-handover` until
+//!   the [`Endpoint`] is dropped (stage 3), when its file is removed if it
+//!   is still ours (same inode);
+//! - the **client** (new generation): [`fetch`] asks the endpoint for a
+//!   socket by name.
+//!
+//! # Protocol
+//!
+//! One request per connection. The client sends the name and a newline
+//! (at most 256 bytes in all). The server answers `+<address>` with the
+//! socket attached (`SCM_RIGHTS`, exactly one fd), or `-` when it has no
+//! socket by that name, then closes the connection. `<address>` is what
+//! the old generation asked for, e.g. `tcp 127.0.0.1:8080`, so that the new
+//! one can refuse a socket its configuration no longer names.
+//!
+//! # Against hostile or broken peers
+//!
+//! - Both sides check the other's uid (`SO_PEERCRED`) against our
+//!   effective uid; a stranger is logged and hung up on, unanswered.
+//! - A request must arrive whole within 2 s and is at most 256 bytes;
+//!   anything longer, not UTF-8 or late is dropped with the connection.
+//! - A peer whose request is already there when it is accepted is answered
+//!   at once; any other gets a short-lived thread of its own (16 at most at
+//!   once), so a peer that never speaks holds up nobody.
+//! - Every fd the server opens for a connection (the accepted stream, the
+//!   duplicate it sends) is closed when the connection ends. The client
+//!   receives with `MSG_CMSG_CLOEXEC`, accepts exactly one fd and closes
+//!   any extra ones.
 //!
 //! Both generations then hold the same socket: one accept queue, nothing
 //! reset when the old generation stops accepting.
 
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{self, sockopt, ControlMessage, ControlMessageOwned, MsgFlags};
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::report;
 
-const MAX_REQUEST: usize = 256;
-/// How long a peer may take to send its request.
+/// The longest socket name, in bytes.
+pub(crate) const MAX_NAME: usize = 255;
+/// A request: the name and its newline.
+const MAX_REQUEST: usize = MAX_NAME + 1;
+/// The longest answer the client reads.
+const MAX_REPLY: usize = 4096;
+/// How long a peer may take to send its whole request.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long `fetch` waits for the answer.
+/// How long [`fetch`] may take, connect to answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Peers served at once.
+/// Peers served on threads of their own at once, per endpoint.
 const MAX_IN_FLIGHT: usize = 16;
-static IN_FLIGHT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+/// How often the serving thread looks whether it should stop.
+const TICK: Duration = Duration::from_millis(50);
 
-struct Registered {
+// ------------------------------------------------------------- registry
+
+/// Named sockets, kept to be handed on.
+pub(crate) struct Registry {
+    entries: Mutex<Vec<Entry>>,
+}
+
+struct Entry {
     name: String,
-    /// Kind and address the program asked for, e.g. `tcp 127.0.0.1:80`.
-    address: String,
-    fd: OwnedFd,
+    /// Kind and address as asked for, and our duplicate; `None` while the
+    /// name is only reserved.
+    socket: Option<(String, OwnedFd)>,
 }
 
-static REGISTRY: Mutex<Vec<Registered>> = Mutex::new(Vec::new());
+impl Registry {
+    pub(crate) fn new() -> Arc<Registry> {
+        Arc::new(Registry {
+            entries: Mutex::new(Vec::new()),
+        })
+    }
 
-fn registry() -> std::sync::MutexGuard<'static, Vec<Registered>> {
-    REGISTRY.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Claims `name`, so that no other socket of this process takes it;
+    /// the claim lapses unless [`Reservation::fill`] is called.
+    pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> io::Result<Reservation> {
+        check_name(name)?;
+        let mut entries = self.lock();
+        if entries.iter().any(|e| e.name == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("a socket named {name:?} exists already in this process"),
+            ));
+        }
+        entries.push(Entry {
+            name: name.to_owned(),
+            socket: None,
+        });
+        Ok(Reservation {
+            registry: self.clone(),
+            name: name.to_owned(),
+            filled: false,
+        })
+    }
+
+    /// A fresh duplicate of the socket named `name`, with its address.
+    fn lookup(&self, name: &str) -> io::Result<Option<(String, OwnedFd)>> {
+        let entries = self.lock();
+        let Some((address, fd)) = entries
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.socket.as_ref())
+        else {
+            return Ok(None);
+        };
+        Ok(Some((address.clone(), fd.try_clone()?)))
+    }
 }
 
-/// Keeps a duplicate of `fd` under `name`, to hand on later.
-pub(crate) fn register(name: &str, address: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut registry = registry();
-    if registry.iter().any(|r| r.name == name) {
+/// The registry of this process, served by [`open_endpoint`].
+pub(crate) fn registry() -> &'static Arc<Registry> {
+    static REGISTRY: OnceLock<Arc<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::new)
+}
+
+/// A name claimed in a [`Registry`]; dropped unfilled, it frees the name.
+pub(crate) struct Reservation {
+    registry: Arc<Registry>,
+    name: String,
+    filled: bool,
+}
+
+impl Reservation {
+    /// Keeps a close-on-exec duplicate of `fd` under the reserved name,
+    /// with `address`, the kind and address the program asked for.
+    pub(crate) fn fill(mut self, address: &str, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let dup = fd.try_clone_to_owned()?;
+        let mut entries = self.registry.lock();
+        if let Some(entry) = entries.iter_mut().find(|e| e.name == self.name) {
+            entry.socket = Some((address.to_owned(), dup));
+            self.filled = true;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.registry
+                .lock()
+                .retain(|e| e.name != self.name || e.socket.is_some());
+        }
+    }
+}
+
+/// A socket name must fit a request: 1 to [`MAX_NAME`] bytes, no newline,
+/// no NUL.
+pub(crate) fn check_name(name: &str) -> io::Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME || name.contains(['\n', '\0']) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("a socket named {name:?} exists already in this process"),
+            format!("invalid socket name {name:?}: 1 to {MAX_NAME} bytes, no newline or NUL"),
         ));
     }
-    registry.push(Registered {
-        name: name.to_owned(),
-        address: address.to_owned(),
-        fd: fd.try_clone_to_owned()?,
-    });
     Ok(())
 }
 
-/// Where the endpoint of the generation using `pid_file` lives.
+// ------------------------------------------------------------- endpoint
+
+/// Where the endpoint of the generation using `pid_file` lives:
+/// `<pid_file>.handover`, next to it.
 pub(crate) fn endpoint_path(pid_file: &Path) -> PathBuf {
     let mut name = pid_file.as_os_str().to_owned();
     name.push(".handover");
     PathBuf::from(name)
 }
 
-/// A running handover endpoint; dropping it stops it and removes its file.
+/// A running handover endpoint. Dropping it (or [`Endpoint::close`]) stops
+/// serving and removes its file, if the file is still this endpoint's.
 pub(crate) struct Endpoint {
     path: PathBuf,
-    inode: u64,
+    dev: u64,
+    ino: u64,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -89,22 +203,41 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("path", &self.path)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
-/// Opens the endpoint at `path` and starts serving the registry.
+impl Endpoint {
+    /// Stops serving and removes the socket file (see `Drop`).
+    #[allow(dead_code)] // the daemon drops its endpoint; tests close it
+    pub(crate) fn close(self) {}
+}
+
+/// Opens the endpoint at `path` and starts serving this process's
+/// registry.
 pub(crate) fn open_endpoint(path: &Path) -> io::Result<Endpoint> {
+    open_endpoint_with(path, registry().clone())
+}
+
+/// Opens the endpoint at `path`, serving `registry`.
+pub(crate) fn open_endpoint_with(path: &Path, registry: Arc<Registry>) -> io::Result<Endpoint> {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".{}.tmp", std::process::id()));
+    tmp.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
     let tmp = PathBuf::from(tmp);
     let _ = std::fs::remove_file(&tmp);
     let listener = UnixListener::bind(&tmp)?;
+    // Mode 0600 before the endpoint can be found at `path`; SO_PEERCRED
+    // guards the moment before.
     let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .and_then(|_| std::fs::symlink_metadata(path));
-    let inode = match placed {
-        Ok(meta) => meta.ino(),
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .and_then(|()| std::fs::symlink_metadata(path));
+    let meta = match placed {
+        Ok(meta) => meta,
         Err(e) => {
             let _ = std::fs::remove_file(&tmp);
             return Err(e);
@@ -116,11 +249,21 @@ pub(crate) fn open_endpoint(path: &Path) -> io::Result<Endpoint> {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("seamless-handover".into())
-            .spawn(move || serve(listener, &stop))?
+            .spawn(move || serve(&listener, &stop, &registry))
+    };
+    let thread = match thread {
+        Ok(t) => t,
+        Err(e) => {
+            if std::fs::symlink_metadata(path).is_ok_and(|m| m.ino() == meta.ino()) {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(e);
+        }
     };
     Ok(Endpoint {
         path: path.to_owned(),
-        inode,
+        dev: meta.dev(),
+        ino: meta.ino(),
         stop,
         thread: Some(thread),
     })
@@ -132,130 +275,210 @@ impl Drop for Endpoint {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        // Only if it is still ours: a later generation may have replaced it.
-        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.ino() == self.inode) {
+        // Only if it is still ours: a later endpoint may have replaced it.
+        if std::fs::symlink_metadata(&self.path)
+            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+        {
             let _ = std::fs::remove_file(&self.path);
         }
     }
 }
 
-fn serve(listener: UnixListener, stop: &AtomicBool) {
+/// Waits up to `timeout` for `fd` to be readable (or hung up).
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::errno::Errno::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn serve(listener: &UnixListener, stop: &AtomicBool, registry: &Arc<Registry>) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
-        if !crate::net::readable(&listener, Duration::from_millis(50)).unwrap_or(false) {
+        match wait_readable(listener.as_fd(), TICK) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                report::warning!("handover endpoint: poll failed: {e}");
+                std::thread::sleep(TICK);
+                continue;
+            }
+        }
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                // EMFILE and the like: do not spin.
+                report::warning!("handover endpoint: accept failed: {e}");
+                std::thread::sleep(TICK);
+                continue;
+            }
+        };
+        // The usual peer has sent its whole request by the time it is
+        // accepted: answer it here.
+        if request_ready(&stream) {
+            answer_logged(stream, registry);
             continue;
         }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                // The usual peer has sent its request by the time it is
-                // accepted: answer it here, without a thread.
-                if crate::net::readable(&stream, Duration::ZERO).unwrap_or(false) {
-                    if let Err(e) = answer(stream) {
-                        report::debug!("handover request failed: {e}");
-                    }
-                    continue;
-                }
-                // Otherwise one thread per peer, a bounded number of them: a
-                // peer that never speaks holds only its own thread, for
-                // PEER_TIMEOUT.
-                if IN_FLIGHT.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
-                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                    report::warning!("handover endpoint: too many peers at once; one refused");
-                    continue;
-                }
-                let spawned = std::thread::Builder::new()
-                    .name("seamless-handover-peer".into())
-                    .spawn(move || {
-                        if let Err(e) = answer(stream) {
-                            report::debug!("handover request failed: {e}");
-                        }
-                        IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                    });
-                if spawned.is_err() {
-                    IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => {
-                report::warning!("handover endpoint: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+        // Anyone else gets a thread of its own, a bounded number of them:
+        // a peer that never speaks holds only its own thread, for at most
+        // PEER_TIMEOUT.
+        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            report::warning!("handover endpoint: too many slow peers at once; one hung up on");
+            continue; // `stream` closed here
+        }
+        let (registry, count) = (registry.clone(), in_flight.clone());
+        let spawned = std::thread::Builder::new()
+            .name("seamless-handover-peer".into())
+            .spawn(move || {
+                answer_logged(stream, &registry);
+                count.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            // The closure, and the stream with it, is dropped.
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            report::warning!("handover endpoint: cannot start a thread: {e}");
         }
     }
 }
 
-fn answer(mut stream: UnixStream) -> io::Result<()> {
-    stream.set_nonblocking(false)?;
-    let peer = socket::getsockopt(&stream, sockopt::PeerCredentials)?;
-    if peer.uid() != nix::unistd::geteuid().as_raw() {
+/// Whether the peer's whole request (or more than a request can be, or
+/// its end of the connection) is already there.
+fn request_ready(stream: &UnixStream) -> bool {
+    let mut peek = [0u8; MAX_REQUEST + 1];
+    match socket::recv(
+        stream.as_raw_fd(),
+        &mut peek,
+        MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => true,
+        Ok(n) => n > MAX_REQUEST || peek[..n].contains(&b'\n'),
+        Err(nix::errno::Errno::EAGAIN) => false,
+        Err(_) => true, // answer() meets the error and gives up at once
+    }
+}
+
+fn answer_logged(stream: UnixStream, registry: &Registry) {
+    if let Err(e) = answer(&stream, registry) {
+        report::debug!("handover endpoint: request failed: {e}");
+    }
+    // `stream` is closed here, whatever happened.
+}
+
+fn answer(stream: &UnixStream, registry: &Registry) -> io::Result<()> {
+    let peer = socket::getsockopt(stream, sockopt::PeerCredentials)?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if peer.uid() != euid {
         report::warning!(
-            "handover endpoint: refused pid {} running as uid {}",
+            "handover endpoint: refused pid {} running as uid {} (not uid {euid})",
             peer.pid(),
             peer.uid()
         );
         return Ok(());
     }
-    stream.set_read_timeout(Some(PEER_TIMEOUT))?;
+    stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(PEER_TIMEOUT))?;
-    let name = read_request(&mut stream)?;
-    let registry = registry();
-    let Some(found) = registry.iter().find(|r| r.name == name) else {
-        stream.write_all(b"-")?;
-        return Ok(());
-    };
-    let payload = format!("+{}", found.address);
-    let fds = [found.fd.as_raw_fd()];
-    let sent = socket::sendmsg::<()>(
-        stream.as_raw_fd(),
-        &[IoSlice::new(payload.as_bytes())],
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::MSG_NOSIGNAL,
-        None,
-    );
-    sent.map(|_| ()).map_err(io::Error::from)
-}
-
-/// Reads `name\n`, at most [`MAX_REQUEST`] bytes.
-fn read_request(stream: &mut UnixStream) -> io::Result<String> {
-    let mut buf = Vec::with_capacity(64);
-    let mut byte = [0u8; 64];
-    loop {
-        let n = stream.read(&mut byte)?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&byte[..n]);
-        if let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            buf.truncate(end);
-            return String::from_utf8(buf)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "name is not UTF-8"));
-        }
-        if buf.len() > MAX_REQUEST {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request too long",
-            ));
+    let name = read_request(stream, Instant::now() + PEER_TIMEOUT)?;
+    match registry.lookup(&name)? {
+        None => send_all(stream, b"-"),
+        Some((address, fd)) => {
+            let payload = format!("+{address}");
+            let fds = [fd.as_raw_fd()];
+            let sent = socket::sendmsg::<()>(
+                stream.as_raw_fd(),
+                &[io::IoSlice::new(payload.as_bytes())],
+                &[ControlMessage::ScmRights(&fds)],
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+            .map_err(io::Error::from)?;
+            // The fd travels with the first byte; the rest is plain data.
+            send_all(stream, &payload.as_bytes()[sent..])
+            // `fd`, our duplicate, is closed here.
         }
     }
 }
+
+/// Reads `name\n`, at most [`MAX_REQUEST`] bytes, all before `deadline`.
+fn read_request(mut stream: &UnixStream, deadline: Instant) -> io::Result<String> {
+    let mut buf = [0u8; MAX_REQUEST];
+    let mut len = 0;
+    loop {
+        if let Some(end) = buf[..len].iter().position(|b| *b == b'\n') {
+            let name = std::str::from_utf8(&buf[..end])
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "name is not UTF-8"))?;
+            check_name(name)?;
+            return Ok(name.to_owned());
+        }
+        if len == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("request longer than {MAX_REQUEST} bytes"),
+            ));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "request too slow"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[len..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn send_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match socket::send(stream.as_raw_fd(), data, MsgFlags::MSG_NOSIGNAL) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+// --------------------------------------------------------------- client
 
 /// What the previous generation handed over.
 #[derive(Debug)]
 pub(crate) struct Received {
+    /// The socket, close-on-exec.
     pub(crate) fd: OwnedFd,
+    /// Kind and address the previous generation asked for, e.g.
+    /// `tcp 127.0.0.1:8080`.
     pub(crate) address: String,
 }
 
-/// Asks the endpoint at `path` for the socket named `name`. `Ok(None)` when
-/// there is no endpoint or no such socket.
+/// Asks the endpoint at `path` for the socket named `name`.
+///
+/// `Ok(None)` when there is no endpoint (no file, or nobody listening) or
+/// it has no socket by that name; an error when the endpoint misbehaves
+/// (another uid, a malformed answer, not exactly one fd, too slow).
 pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
-    if name.len() >= MAX_REQUEST || name.contains('\n') {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket name too long or has a newline",
-        ));
-    }
-    let mut stream = match UnixStream::connect(path) {
-        Ok(s) => s,
+    check_name(name)?;
+    let deadline = Instant::now() + FETCH_TIMEOUT;
+    // Close-on-exec. A unix connect waits for room in a full backlog up to
+    // SO_SNDTIMEO.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_write_timeout(Some(FETCH_TIMEOUT))?;
+    match socket.connect(&SockAddr::unix(path)?) {
+        Ok(()) => {}
         Err(e)
             if matches!(
                 e.kind(),
@@ -264,26 +487,116 @@ pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
         {
             return Ok(None)
         }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the handover endpoint accepts no connection",
+            ))
+        }
         Err(e) => return Err(e),
-    };
-    stream.set_read_timeout(Some(FETCH_TIMEOUT))?;
-    stream.set_write_timeout(Some(FETCH_TIMEOUT))?;
-    stream.write_all(format!("{name}\n").as_bytes())?;
-    let mut payload = [0u8; MAX_REQUEST + 1];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
-    let (bytes, fds) = {
-        let mut iov = [IoSliceMut::new(&mut payload)];
-        let msg = socket::recvmsg::<()>(
+    }
+    let stream = UnixStream::from(OwnedFd::from(socket));
+    let server = socket::getsockopt(&stream, sockopt::PeerCredentials)?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if server.uid() != euid {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "the handover endpoint {} is served by uid {}, not {euid}",
+                path.display(),
+                server.uid()
+            ),
+        ));
+    }
+    send_all(&stream, format!("{name}\n").as_bytes())?;
+
+    let mut reply = [0u8; MAX_REPLY];
+    let (mut len, fds, truncated) = receive_first(&stream, &mut reply, deadline)?;
+    // The rest of the answer, if any, until the server hangs up. Plain
+    // reads: the kernel closes any fd sent along with later bytes.
+    while len < reply.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "answer too slow"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match (&stream).read(&mut reply[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let reply = &reply[..len];
+    match reply.first() {
+        Some(b'+') => {
+            if truncated {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the handover endpoint sent more fds than one",
+                ));
+            }
+            let address = std::str::from_utf8(&reply[1..])
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "address is not UTF-8"))?;
+            let count = fds.len();
+            let mut fds = fds.into_iter();
+            match (fds.next(), count) {
+                (Some(fd), 1) => Ok(Some(Received {
+                    fd,
+                    address: address.to_owned(),
+                })),
+                _ => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("expected one socket from the handover endpoint, received {count}"),
+                )),
+            }
+        }
+        Some(b'-') if reply.len() == 1 => Ok(None),
+        None => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the handover endpoint hung up without answering",
+        )),
+        Some(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "malformed answer from the handover endpoint",
+        )),
+    }
+    // Unused fds, if any, are closed on return.
+}
+
+/// The first read of the answer, with the fds that came along (owned,
+/// close-on-exec) and whether some were cut off.
+fn receive_first(
+    stream: &UnixStream,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = match socket::recvmsg::<()>(
             stream.as_raw_fd(),
             &mut iov,
             Some(&mut space),
             MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
+        ) {
+            Ok(msg) => msg,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(nix::errno::Errno::EAGAIN) => {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut fds = Vec::new();
         for cmsg in msg.cmsgs()? {
             if let ControlMessageOwned::ScmRights(received) = cmsg {
-                // SAFETY: the kernel just installed these fds in our table;
-                // nothing else owns them.
+                // SAFETY: the kernel has just installed these fds in our
+                // table for this message; nothing else knows them.
                 fds.extend(
                     received
                         .into_iter()
@@ -291,35 +604,18 @@ pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
                 );
             }
         }
-        (msg.bytes, fds)
-    };
-    let text = String::from_utf8_lossy(&payload[..bytes]).into_owned();
-    match (text.strip_prefix('+'), fds.len()) {
-        (Some(address), 1) => Ok(Some(Received {
-            fd: fds.into_iter().next().expect("one fd"),
-            address: address.to_owned(),
-        })),
-        (Some(_), n) => Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("expected one socket, received {n}"),
-        )),
-        (None, _) => Ok(None), // extra fds, if any, are closed on drop
+        let truncated = msg.flags.contains(MsgFlags::MSG_CTRUNC);
+        return Ok((msg.bytes, fds, truncated));
     }
-}
-
-#[cfg(test)]
-pub(crate) fn clear_registry_for_tests(name: &str) {
-    registry().retain(|r| r.name != name);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream};
-    use std::os::fd::AsFd;
-    use std::sync::atomic::AtomicUsize;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream, UdpSocket};
 
-    fn temp_dir() -> PathBuf {
+    pub(crate) fn temp_dir() -> PathBuf {
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "seamless-ho-{}-{}",
@@ -331,33 +627,155 @@ mod tests {
         dir
     }
 
-    fn open_fds() -> usize {
-        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    fn register(registry: &Arc<Registry>, name: &str, address: &str, fd: BorrowedFd<'_>) {
+        registry.reserve(name).unwrap().fill(address, fd).unwrap();
+    }
+
+    /// The inode behind an fd, as `/proc/self/fd` shows it.
+    fn link(fd: RawFd) -> PathBuf {
+        std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap()
+    }
+
+    /// fds of this process open on the same socket as `fd`.
+    fn fds_on(fd: RawFd) -> usize {
+        let target = link(fd);
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|l| *l == target)
+            .count()
+    }
+
+    /// Sockets bound in `dir`, the endpoint's directory: its listener and
+    /// the server's end of each connection still open. (The kernel shows
+    /// the path the listener was bound at: the temporary one.)
+    fn endpoint_sockets(dir: &Path) -> usize {
+        let dir = format!("{}/", dir.to_str().unwrap());
+        std::fs::read_to_string("/proc/net/unix")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&dir))
+            .count()
+    }
+
+    fn cloexec(fd: BorrowedFd<'_>) -> bool {
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+    }
+
+    #[test]
+    fn endpoint_path_is_next_to_the_pid_file() {
+        assert_eq!(
+            endpoint_path(Path::new("/run/app.pid")),
+            Path::new("/run/app.pid.handover")
+        );
     }
 
     #[test]
     fn a_tcp_listener_is_handed_over_with_its_queue() {
         let dir = temp_dir();
         let path = dir.join("ep");
+        let registry = Registry::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
-        register("ho-tcp", &addr.to_string(), listener.as_fd()).unwrap();
-        let endpoint = open_endpoint(&path).unwrap();
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        register(&registry, "web", &format!("tcp {addr}"), listener.as_fd());
+        let endpoint = open_endpoint_with(&path, registry.clone()).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
         // Queued before the handover, accepted through the received socket.
-        let _client = TcpStream::connect(addr).unwrap();
-        let got = fetch(&path, "ho-tcp").unwrap().expect("handed over");
-        assert_eq!(got.address, addr.to_string());
+        let mut client = TcpStream::connect(addr).unwrap();
+        let got = fetch(&path, "web").unwrap().expect("handed over");
+        assert_eq!(got.address, format!("tcp {addr}"));
+        assert!(cloexec(got.fd.as_fd()));
+        assert_eq!(link(got.fd.as_raw_fd()), link(listener.as_raw_fd()));
         let received = TcpListener::from(got.fd);
-        let (_conn, _) = received.accept().unwrap();
+        let (mut conn, peer) = received.accept().unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        client.write_all(b"x").unwrap();
+        let mut byte = [0u8];
+        conn.read_exact(&mut byte).unwrap();
+        assert_eq!(&byte, b"x");
+        endpoint.close();
+        assert!(!path.exists(), "endpoint file removed");
+        assert!(fetch(&path, "web").unwrap().is_none(), "no endpoint: None");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unix_and_udp_sockets_are_handed_over() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let registry = Registry::new();
+        let sock_path = dir.join("app.sock");
+        let unix = UnixListener::bind(&sock_path).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let udp_addr = udp.local_addr().unwrap();
+        register(&registry, "ctl", "unix x", unix.as_fd());
+        register(&registry, "dns", "udp x", udp.as_fd());
+        let _endpoint = open_endpoint_with(&path, registry).unwrap();
+
+        let got = fetch(&path, "ctl").unwrap().expect("unix handed over");
+        assert_eq!(got.address, "unix x");
+        let _client = UnixStream::connect(&sock_path).unwrap();
+        let received = UnixListener::from(got.fd);
+        received.accept().unwrap();
+
+        let got = fetch(&path, "dns").unwrap().expect("udp handed over");
+        let received = UdpSocket::from(got.fd);
+        assert_eq!(received.local_addr().unwrap(), udp_addr);
+        let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.send_to(b"ping", udp_addr).unwrap();
+        let mut buf = [0u8; 8];
+        let (n, _) = received.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ping");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_name_gets_none() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let registry = Registry::new();
+        // Reserved but never filled, then released: unknown too.
+        drop(registry.reserve("half").unwrap());
+        let _endpoint = open_endpoint_with(&path, registry.clone()).unwrap();
         assert!(fetch(&path, "unknown").unwrap().is_none());
-        drop(endpoint);
-        assert!(!path.exists(), "endpoint removed");
-        assert!(fetch(&path, "ho-tcp").unwrap().is_none());
-        clear_registry_for_tests("ho-tcp");
+        assert!(fetch(&path, "half").unwrap().is_none());
+        assert!(registry.reserve("half").is_ok(), "the name was freed");
+        // A stale socket file, nobody listening: None too.
+        let stale = dir.join("stale");
+        drop(UnixListener::bind(&stale).unwrap());
+        assert!(fetch(&stale, "web").unwrap().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn names_are_unique_and_bounded() {
+        let registry = Registry::new();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        register(&registry, "dup", "x", listener.as_fd());
+        let err = registry.reserve("dup").err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        for bad in ["", "a\nb", "nul\0", &"n".repeat(MAX_NAME + 1)] {
+            assert!(registry.reserve(bad).is_err(), "{bad:?}");
+            assert_eq!(
+                fetch(Path::new("/nonexistent"), bad).unwrap_err().kind(),
+                io::ErrorKind::InvalidInput
+            );
+        }
+        assert!(registry.reserve(&"n".repeat(MAX_NAME)).is_ok());
+    }
+
+    #[test]
+    fn a_replaced_endpoint_file_is_left_alone() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let first = open_endpoint_with(&path, Registry::new()).unwrap();
+        let second = open_endpoint_with(&path, Registry::new()).unwrap();
+        first.close();
+        assert!(path.exists(), "the second endpoint's file stays");
+        second.close();
+        assert!(!path.exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -365,33 +783,115 @@ mod tests {
     fn hostile_peers_cannot_block_crash_or_leak() {
         let dir = temp_dir();
         let path = dir.join("ep");
+        let registry = Registry::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        register("ho-hostile", "x", listener.as_fd()).unwrap();
-        let _endpoint = open_endpoint(&path).unwrap();
-        // Garbage, then a huge name, then a client that never speaks.
+        register(&registry, "web", "tcp x", listener.as_fd());
+        let _endpoint = open_endpoint_with(&path, registry).unwrap();
+
+        // Garbage: hung up on, no fd.
         let mut garbage = UnixStream::connect(&path).unwrap();
+        garbage.set_read_timeout(Some(PEER_TIMEOUT * 2)).unwrap();
         garbage.write_all(&[0xff, 0xfe, b'\n']).unwrap();
+        let mut answer = Vec::new();
+        let _ = garbage.read_to_end(&mut answer);
+        assert!(answer.is_empty());
+        // A huge name: refused, the server goes on.
         let mut huge = UnixStream::connect(&path).unwrap();
+        huge.set_read_timeout(Some(PEER_TIMEOUT * 2)).unwrap();
+        huge.set_write_timeout(Some(PEER_TIMEOUT * 2)).unwrap();
         let _ = huge.write_all(&vec![b'a'; 100_000]);
-        let _silent = UnixStream::connect(&path).unwrap();
-        // A good client is still served at once: the silent one holds only
-        // its own thread.
-        let started = std::time::Instant::now();
-        assert!(fetch(&path, "ho-hostile").unwrap().is_some());
+        let mut answer = Vec::new();
+        let _ = huge.read_to_end(&mut answer);
+        assert!(answer.is_empty());
+        // Half a request, then silence; and no request at all.
+        let mut half = UnixStream::connect(&path).unwrap();
+        half.write_all(b"we").unwrap();
+        let silent: Vec<UnixStream> = (0..4)
+            .map(|_| UnixStream::connect(&path).unwrap())
+            .collect();
+        // A good client is still served at once.
+        let started = Instant::now();
+        assert!(fetch(&path, "web").unwrap().is_some());
         assert!(started.elapsed() < Duration::from_secs(1));
-        // No fd leaks over many fetches.
-        let before = open_fds();
-        for _ in 0..50 {
-            drop(fetch(&path, "ho-hostile").unwrap());
+        // The silent ones are hung up on after PEER_TIMEOUT.
+        for mut s in silent.into_iter().chain([half]) {
+            s.set_read_timeout(Some(PEER_TIMEOUT * 3)).unwrap();
+            let mut buf = [0u8; 8];
+            assert_eq!(s.read(&mut buf).unwrap(), 0, "hung up on");
         }
-        // The server's side closes as each peer thread ends.
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while open_fds() != before && std::time::Instant::now() < deadline {
+        assert!(started.elapsed() < PEER_TIMEOUT * 2);
+
+        // No fd leaks over a burst of fetches, on either side: the handed
+        // socket has as many fds as before (ours and the registry's), and
+        // the endpoint has only its listener left.
+        let before = fds_on(listener.as_raw_fd());
+        assert_eq!(before, 2);
+        for _ in 0..50 {
+            let got = fetch(&path, "web").unwrap().unwrap();
+            assert_eq!(fds_on(listener.as_raw_fd()), 3);
+            drop(got);
+            assert!(fetch(&path, "nothing").unwrap().is_none());
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while (endpoint_sockets(&dir) != 1 || fds_on(listener.as_raw_fd()) != before)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
-        assert_eq!(open_fds(), before);
-        assert!(fetch(&path, &"n".repeat(300)).is_err(), "refused locally");
-        clear_registry_for_tests("ho-hostile");
+        assert_eq!(fds_on(listener.as_raw_fd()), before);
+        assert_eq!(endpoint_sockets(&dir), 1, "only the listener is left");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_misbehaving_endpoint_gives_at_most_one_fd() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let fake = UnixListener::bind(&path).unwrap();
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let before = fds_on(a.as_raw_fd());
+        let server = std::thread::spawn(move || {
+            let replies: [(&[u8], usize); 4] =
+                [(b"+tcp x", 2), (b"+tcp x", 0), (b"?", 1), (b"-", 1)];
+            for (payload, count) in replies {
+                let (s, _) = fake.accept().unwrap();
+                let mut line = [0u8; 16];
+                let _ = (&s).read(&mut line).unwrap();
+                let fds = vec![a.as_raw_fd(); count];
+                let cmsgs: Vec<ControlMessage<'_>> = if count > 0 {
+                    vec![ControlMessage::ScmRights(&fds)]
+                } else {
+                    Vec::new()
+                };
+                socket::sendmsg::<()>(
+                    s.as_raw_fd(),
+                    &[io::IoSlice::new(payload)],
+                    &cmsgs,
+                    MsgFlags::empty(),
+                    None,
+                )
+                .unwrap();
+            }
+            a
+        });
+        assert_eq!(
+            fetch(&path, "web").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            fetch(&path, "web").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(
+            fetch(&path, "web").unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert!(
+            fetch(&path, "web").unwrap().is_none(),
+            "fd with `-` dropped"
+        );
+        let a = server.join().unwrap();
+        assert_eq!(fds_on(a.as_raw_fd()), before, "extra fds were closed");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -403,10 +903,12 @@ mod tests {
         }
         let dir = temp_dir();
         let path = dir.join("ep");
+        let registry = Registry::new();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        register("ho-uid", "x", listener.as_fd()).unwrap();
-        let _endpoint = open_endpoint(&path).unwrap();
+        register(&registry, "ho-uid", "x", listener.as_fd());
+        let _endpoint = open_endpoint_with(&path, registry).unwrap();
         // Let anyone connect, so that only SO_PEERCRED stands in the way.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
         let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: the child makes only async-signal-safe calls (setgid,
@@ -454,15 +956,6 @@ mod tests {
             status,
             nix::sys::wait::WaitStatus::Exited(nix::unistd::Pid::from_raw(child), 0)
         );
-        clear_registry_for_tests("ho-uid");
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn names_are_unique_per_process() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        register("ho-dup", "x", listener.as_fd()).unwrap();
-        assert!(register("ho-dup", "x", listener.as_fd()).is_err());
-        clear_registry_for_tests("ho-dup");
     }
 }

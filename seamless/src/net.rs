@@ -1,98 +1,141 @@
 //! Listening sockets that survive restarts.
 //!
-//! [`tcp`], [`unix`] and [`udp`] get their socket, in this order:
+//! This module owns how a named socket is obtained. [`tcp`], [`unix`] and
+//! [`udp`] get their socket, in this order:
 //!
-//! 1. **handed over** by the previous generation, matched by name (see the
-//!    `handover` module); a socket of another kind, or bound for another
-//!    address than the one asked for (the configuration changed), is
-//!    refused with a log line and the next way is tried;
+//! 1. **handed over** by the previous generation, matched by name (only
+//!    when seamless is active, i.e. runs with a pid file). A socket of
+//!    another kind, or bound for another address than the one asked for
+//!    (the configuration changed), is refused with one warning and the next
+//!    way is tried: never a wrong socket;
 //! 2. **inherited** from systemd socket activation: `LISTEN_FDS` fds from
-//!    3, `LISTEN_PID` naming this process or its launcher, matched by
-//!    `LISTEN_FDNAMES` or, without names, by kind and address;
-//! 3. **bound** afresh: TCP and UDP with `SO_REUSEADDR` and
-//!    `SO_REUSEPORT`; a unix socket at a temporary path in the same
-//!    directory, then renamed over the target, so that a socket is at the
-//!    path at every moment.
+//!    3, `LISTEN_PID` naming this process or its launcher, the fd named
+//!    `name` in `LISTEN_FDNAMES` or, without names, the first of the right
+//!    kind and address; it is made close-on-exec;
+//! 3. **bound** afresh: TCP and UDP with `SO_REUSEADDR` and `SO_REUSEPORT`
+//!    (TCP listens with a backlog of 1024); a unix socket at a temporary
+//!    path in the same directory, then renamed over the target (a stale
+//!    socket file there included), so that a socket is at the path at
+//!    every moment. A path holding anything but a socket is left alone:
+//!    an error.
 //!
-//! Whatever the way, the socket is registered for the next generation.
+//! Whatever the way, a close-on-exec duplicate of the socket is kept,
+//! under its name, for the next generation: the socket stays open in this
+//! process until it exits even if the program drops what it got. A name
+//! is used once per process; a second socket of the same name is
+//! [`io::ErrorKind::InvalidInput`].
+//!
+//! # Non-blocking
 //!
 //! Sockets are returned in **non-blocking** mode, ready for
 //! `tokio::net::TcpListener::from_std` and the like. A handed-over socket
-//! is one open file shared by both generations, and `O_NONBLOCK` belongs to
-//! the open file: one convention for every generation keeps one from
-//! switching the other's mode under its feet. Blocking programs wait with
-//! [`readable`] before `accept` or `recv`.
+//! is one open file shared by both generations while they overlap, and
+//! `O_NONBLOCK` belongs to the open file, not to the process: one
+//! convention for every generation keeps one from switching the other's
+//! mode under its feet (a tokio generation stuck in a blocking `accept`, or
+//! a blocking one's `accept` failing with `WouldBlock`). Blocking programs
+//! wait with [`readable`] before `accept` or `recv`, and treat
+//! `WouldBlock` as "try again" (the other generation may have taken the
+//! connection first). Do not call `set_nonblocking(false)` on them.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use socket2::{Domain, Socket, Type};
+use socket2::{Domain, SockRef, Socket, Type};
 
-use crate::handover;
+use crate::handover::{self, Registry};
 use crate::{report, runtime};
 
-/// A TCP listener named `name`, for `addr`.
+/// A TCP listener named `name`, for `addr`: handed over, inherited from
+/// systemd, or bound afresh (see the [module documentation](self)).
+///
+/// `addr` may resolve to several addresses: a socket bound to any of them
+/// fits, and a fresh bind takes the first that works. Port 0 accepts a
+/// handed-over or inherited socket on any port.
+///
+/// The listener is non-blocking.
 ///
 /// ```no_run
+/// use std::time::Duration;
+///
 /// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
+/// // tokio: tokio::net::TcpListener::from_std(listener)?, as it is.
+/// // Blocking:
+/// loop {
+///     if seamless::net::readable(&listener, Duration::from_millis(100))? {
+///         match listener.accept() {
+///             Ok((stream, _)) => drop(stream), // serve it
+///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+///             Err(e) => return Err(e),
+///         }
+///     }
+/// #   break;
+/// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn tcp(name: &str, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    let wanted = describe("tcp", &addrs);
-    let socket = obtain(
+    let wanted = Wanted {
         name,
-        &wanted,
-        |fd| matches_inet(fd, Type::STREAM, &addrs),
-        || bind_inet(&addrs, Type::STREAM),
-    )?;
-    Ok(TcpListener::from(socket))
+        target: Target::Inet(Type::STREAM, &addrs),
+    };
+    obtain(&wanted, &Sources::of_process(), handover::registry()).map(TcpListener::from)
 }
 
-/// A UDP socket named `name`, for `addr`.
+/// A UDP socket named `name`, for `addr`: handed over, inherited from
+/// systemd, or bound afresh (see the [module documentation](self)).
+///
+/// The socket is non-blocking.
 ///
 /// ```no_run
+/// use std::time::Duration;
+///
 /// let socket = seamless::net::udp("dns", "127.0.0.1:5353")?;
+/// let mut buf = [0u8; 1500];
+/// if seamless::net::readable(&socket, Duration::from_millis(100))? {
+///     if let Ok((n, from)) = socket.recv_from(&mut buf) {
+///         socket.send_to(&buf[..n], from)?;
+///     }
+/// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn udp(name: &str, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
     let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    let wanted = describe("udp", &addrs);
-    let socket = obtain(
+    let wanted = Wanted {
         name,
-        &wanted,
-        |fd| matches_inet(fd, Type::DGRAM, &addrs),
-        || bind_inet(&addrs, Type::DGRAM),
-    )?;
-    Ok(UdpSocket::from(socket))
+        target: Target::Inet(Type::DGRAM, &addrs),
+    };
+    obtain(&wanted, &Sources::of_process(), handover::registry()).map(UdpSocket::from)
 }
 
-/// A unix stream listener named `name`, at `path`.
+/// A unix stream listener named `name`, at `path`: handed over, inherited
+/// from systemd, or bound afresh at a temporary path and renamed over
+/// `path` (see the [module documentation](self)).
+///
+/// The socket file is never unlinked by seamless: the next generation
+/// replaces it. The listener is non-blocking.
 ///
 /// ```no_run
-/// let listener = seamless::net::unix("ctl", "/tmp/app.sock")?;
+/// let listener = seamless::net::unix("ctl", "/run/app/ctl.sock")?;
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
-    let path = path.as_ref();
-    let wanted = format!("unix {}", path.display());
-    let socket = obtain(
+    let wanted = Wanted {
         name,
-        &wanted,
-        |fd| matches_unix(fd, path),
-        || bind_unix(path),
-    )?;
-    Ok(UnixListener::from(socket))
+        target: Target::Unix(path.as_ref()),
+    };
+    obtain(&wanted, &Sources::of_process(), handover::registry()).map(UnixListener::from)
 }
 
 /// Waits until `socket` is readable (a connection to accept, a datagram to
-/// read) or `timeout` passes; returns whether it is readable.
+/// read) or `timeout` passes; returns whether it is readable. An
+/// interrupted wait returns `Ok(false)`.
 ///
 /// ```no_run
 /// # use std::time::Duration;
@@ -109,7 +152,7 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// ```
 pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
     match nix::poll::poll(
         &mut fds,
@@ -121,129 +164,282 @@ pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
-/// What a socket is for, as compared across generations: kind and
-/// address as the program asked for them, e.g. `tcp 127.0.0.1:8080`.
-fn describe(kind: &str, addrs: &[SocketAddr]) -> String {
-    let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
-    format!("{kind} {}", addrs.join(","))
+// ------------------------------------------------------------ internals
+
+/// What the program asks for.
+struct Wanted<'a> {
+    name: &'a str,
+    target: Target<'a>,
+}
+
+enum Target<'a> {
+    /// `Type::STREAM` (TCP) or `Type::DGRAM` (UDP), for any of the
+    /// addresses.
+    Inet(Type, &'a [SocketAddr]),
+    /// A unix stream socket at a path.
+    Unix(&'a Path),
+}
+
+impl Wanted<'_> {
+    /// Kind and address as compared across generations, e.g.
+    /// `tcp 127.0.0.1:8080` or `unix /run/app.sock`. Keep the format: the
+    /// previous generation may run an older version.
+    fn describe(&self) -> String {
+        match self.target {
+            Target::Inet(ty, addrs) => {
+                let kind = if ty == Type::STREAM { "tcp" } else { "udp" };
+                let addrs: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+                format!("{kind} {}", addrs.join(","))
+            }
+            Target::Unix(path) => format!("unix {}", path.display()),
+        }
+    }
+
+    fn socket_type(&self) -> Type {
+        match self.target {
+            Target::Inet(ty, _) => ty,
+            Target::Unix(_) => Type::STREAM,
+        }
+    }
+
+    /// Whether `fd` is the socket asked for; if not, what it is instead.
+    fn fits(&self, fd: BorrowedFd<'_>) -> Result<(), String> {
+        let socket = SockRef::from(&fd);
+        let ty = socket.r#type().map_err(|e| format!("not a socket ({e})"))?;
+        let domain = socket
+            .domain()
+            .map_err(|e| format!("of unknown domain ({e})"))?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| format!("of unknown address ({e})"))?;
+        let what = describe_socket(ty, domain, &local);
+        if ty != self.socket_type() {
+            return Err(what);
+        }
+        if ty == Type::STREAM && !socket.is_listener().unwrap_or(false) {
+            return Err(format!("{what}, not listening"));
+        }
+        match self.target {
+            Target::Inet(_, addrs) => {
+                let fits = local.as_socket().is_some_and(|local| {
+                    addrs.iter().any(|a| {
+                        a.ip() == local.ip() && (a.port() == 0 || a.port() == local.port())
+                    })
+                });
+                if !fits || !(domain == Domain::IPV4 || domain == Domain::IPV6) {
+                    return Err(what);
+                }
+            }
+            Target::Unix(path) => {
+                let fits = domain == Domain::UNIX
+                    && local
+                        .as_pathname()
+                        .is_some_and(|bound| same_unix_path(bound, path));
+                if !fits {
+                    return Err(what);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bind(&self) -> io::Result<OwnedFd> {
+        match self.target {
+            Target::Inet(ty, addrs) => bind_inet(addrs, ty),
+            Target::Unix(path) => bind_unix(path),
+        }
+    }
+}
+
+fn describe_socket(ty: Type, domain: Domain, local: &socket2::SockAddr) -> String {
+    let kind = match (domain, ty) {
+        (Domain::UNIX, Type::STREAM) => "unix stream",
+        (Domain::UNIX, Type::DGRAM) => "unix datagram",
+        (_, Type::STREAM) => "tcp",
+        (_, Type::DGRAM) => "udp",
+        _ => "other",
+    };
+    let at = if let Some(a) = local.as_socket() {
+        a.to_string()
+    } else if let Some(p) = local.as_pathname() {
+        p.display().to_string()
+    } else {
+        "an unnamed address".to_owned()
+    };
+    format!("a {kind} socket at {at}")
+}
+
+/// Where a socket may come from besides a fresh bind.
+struct Sources<'a> {
+    /// The previous generation's handover endpoint.
+    endpoint: Option<PathBuf>,
+    /// fds passed by systemd, with their names.
+    systemd: Vec<(RawFd, Option<String>)>,
+    /// systemd fds this process has taken already.
+    taken: &'a Mutex<Vec<RawFd>>,
+}
+
+/// systemd fds taken by this process: each is owned once.
+static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+impl Sources<'static> {
+    fn of_process() -> Sources<'static> {
+        let endpoint = runtime::pid_file().map(handover::endpoint_path);
+        let mut ours = vec![std::process::id() as i32];
+        ours.extend(runtime::launcher_pid());
+        let var = |k: &str| std::env::var(k).ok();
+        let systemd = parse_listen_env(
+            var("LISTEN_PID").as_deref(),
+            var("LISTEN_FDS").as_deref(),
+            var("LISTEN_FDNAMES").as_deref(),
+            &ours,
+        );
+        Sources {
+            endpoint,
+            systemd,
+            taken: &TAKEN,
+        }
+    }
 }
 
 /// The three ways, in order, then registration.
 fn obtain(
-    name: &str,
-    wanted: &str,
-    fits: impl Fn(&OwnedFd) -> bool,
-    bind: impl FnOnce() -> io::Result<OwnedFd>,
+    wanted: &Wanted<'_>,
+    sources: &Sources<'_>,
+    registry: &Arc<Registry>,
 ) -> io::Result<OwnedFd> {
-    let fd = match handed_over(name, wanted, &fits)? {
+    // First, so that a duplicate name changes nothing (a unix bind would
+    // replace the first socket's file).
+    let reservation = registry.reserve(wanted.name)?;
+    let fd = match handed_over(wanted, sources.endpoint.as_deref()) {
         Some(fd) => fd,
-        None => match activated(name, &fits) {
+        None => match activated(wanted, &sources.systemd, sources.taken) {
             Some(fd) => fd,
-            None => bind()?,
+            None => {
+                let fd = wanted.bind()?;
+                report::debug!(
+                    "socket {:?} bound afresh: {}",
+                    wanted.name,
+                    wanted.describe()
+                );
+                fd
+            }
         },
     };
-    let socket = Socket::from(fd);
-    socket.set_nonblocking(true)?;
-    let fd = OwnedFd::from(socket);
-    handover::register(name, wanted, fd.as_fd())?;
+    SockRef::from(&fd).set_nonblocking(true)?;
+    reservation.fill(&wanted.describe(), fd.as_fd())?;
     Ok(fd)
 }
 
-fn handed_over(
-    name: &str,
-    wanted: &str,
-    fits: &impl Fn(&OwnedFd) -> bool,
-) -> io::Result<Option<OwnedFd>> {
-    let Some(pid_file) = runtime::pid_file() else {
-        return Ok(None);
-    };
-    let endpoint = handover::endpoint_path(pid_file);
-    let received = match handover::fetch(&endpoint, name) {
-        Ok(Some(r)) => r,
-        Ok(None) => return Ok(None),
+fn handed_over(wanted: &Wanted<'_>, endpoint: Option<&Path>) -> Option<OwnedFd> {
+    let name = wanted.name;
+    let received = match handover::fetch(endpoint?, name) {
+        Ok(Some(received)) => received,
+        Ok(None) => return None,
         Err(e) => {
-            report::warning!("cannot take socket {name:?} over from the previous generation: {e}; binding afresh");
-            return Ok(None);
+            report::warning!(
+                "cannot take socket {name:?} over from the previous generation: {e}; trying the next way"
+            );
+            return None;
         }
     };
-    if received.address != wanted || !fits(&received.fd) {
+    let asked = wanted.describe();
+    if received.address != asked {
         report::warning!(
-            "the previous generation's socket {name:?} is {:?}, this one asks for {wanted:?}: binding afresh",
+            "the previous generation's socket {name:?} is for {:?}, this one asks for {asked:?} (configuration changed?): not taken over, binding afresh",
             received.address
         );
-        return Ok(None);
+        return None;
+    }
+    if let Err(what) = wanted.fits(received.fd.as_fd()) {
+        report::warning!(
+            "the previous generation's socket {name:?} is {what}, this one asks for {asked:?}: not taken over, binding afresh"
+        );
+        return None;
     }
     report::debug!("socket {name:?} handed over by the previous generation");
-    Ok(Some(received.fd))
+    Some(received.fd)
 }
 
 // ------------------------------------------------------ socket activation
 
-/// fds from systemd already taken by a name in this process.
-static TAKEN: Mutex<Option<HashSet<RawFd>>> = Mutex::new(None);
-
-/// The fds systemd passed, with their names, if `LISTEN_PID` names one of
-/// `ours`.
-pub(crate) fn parse_listen_env(
+/// The fds systemd passed (from 3), with their names, if `listen_pid`
+/// names one of `ours`. Names count only when there is one per fd, as
+/// `sd_listen_fds_with_names` has it.
+fn parse_listen_env(
     listen_pid: Option<&str>,
     listen_fds: Option<&str>,
-    names: Option<&str>,
+    listen_fdnames: Option<&str>,
     ours: &[i32],
 ) -> Vec<(RawFd, Option<String>)> {
+    const FIRST: RawFd = 3; // SD_LISTEN_FDS_START
     let Some(pid) = listen_pid.and_then(|p| p.trim().parse::<i32>().ok()) else {
         return Vec::new();
     };
-    if !ours.contains(&pid) {
+    if pid <= 0 || !ours.contains(&pid) {
         return Vec::new();
     }
     let Some(count) = listen_fds.and_then(|n| n.trim().parse::<i32>().ok()) else {
         return Vec::new();
     };
-    let names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
-    (0..count.clamp(0, 1024))
-        .map(|i| (3 + i, names.get(i as usize).map(|n| (*n).to_owned())))
+    let count = count.clamp(0, 65_536);
+    let names: Option<Vec<&str>> = listen_fdnames
+        .map(|n| n.split(':').collect::<Vec<_>>())
+        .filter(|n| n.len() == count as usize);
+    (0..count)
+        .map(|i| {
+            let name = names.as_ref().map(|n| n[i as usize].to_owned());
+            (FIRST + i, name)
+        })
         .collect()
 }
 
-fn activated(name: &str, fits: &impl Fn(&OwnedFd) -> bool) -> Option<OwnedFd> {
-    let mut ours = vec![std::process::id() as i32];
-    ours.extend(runtime::launcher_pid());
-    let var = |k: &str| std::env::var(k).ok();
-    let passed = parse_listen_env(
-        var("LISTEN_PID").as_deref(),
-        var("LISTEN_FDS").as_deref(),
-        var("LISTEN_FDNAMES").as_deref(),
-        &ours,
-    );
+fn activated(
+    wanted: &Wanted<'_>,
+    passed: &[(RawFd, Option<String>)],
+    taken: &Mutex<Vec<RawFd>>,
+) -> Option<OwnedFd> {
+    if passed.is_empty() {
+        return None;
+    }
+    let name = wanted.name;
     let named = passed.iter().any(|(_, n)| n.is_some());
-    let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
-    let taken = taken.get_or_insert_with(HashSet::new);
+    let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
     for (fd, fd_name) in passed {
+        let fd = *fd;
         if taken.contains(&fd) || (named && fd_name.as_deref() != Some(name)) {
             continue;
         }
-        // Only an open socket is taken.
-        // SAFETY: borrowed for the duration of the check only.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        if nix::sys::stat::fstat(borrowed).map(|s| s.st_mode & libc::S_IFMT) != Ok(libc::S_IFSOCK) {
+        // SAFETY: F_GETFD reads the flags of an fd number, touches no
+        // memory; it fails on a number that is not open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
             continue;
         }
-        let Ok(dup) = borrowed.try_clone_to_owned() else {
-            continue;
-        };
-        if !fits(&dup) {
+        // SAFETY: the fd is open (just checked) and systemd passed it to
+        // this process; it is borrowed only for the checks below, while
+        // `taken` is locked, and nothing in this crate closes it meanwhile.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Err(what) = wanted.fits(borrowed) {
             if named {
                 report::warning!(
-                    "systemd socket {name:?} (fd {fd}) is not what this program asks for"
+                    "systemd passed socket {name:?} (fd {fd}), but it is {what}, this program asks for {:?}: not taken, binding afresh",
+                    wanted.describe()
                 );
             }
             continue;
         }
-        taken.insert(fd);
+        if let Err(e) = SockRef::from(&borrowed).set_cloexec(true) {
+            report::warning!(
+                "systemd socket {name:?} (fd {fd}): cannot make it close-on-exec: {e}"
+            );
+            continue;
+        }
+        taken.push(fd);
         report::debug!("socket {name:?} inherited from systemd (fd {fd})");
-        // The original fd stays open and marked taken; ours is the dup,
-        // close-on-exec.
-        return Some(dup);
+        // SAFETY: socket activation hands the passed fds to the process;
+        // `taken` makes sure this one is owned once, from here on by the
+        // caller.
+        return Some(unsafe { OwnedFd::from_raw_fd(fd) });
     }
     None
 }
@@ -253,8 +449,8 @@ fn activated(name: &str, fits: &impl Fn(&OwnedFd) -> bool) -> Option<OwnedFd> {
 fn bind_inet(addrs: &[SocketAddr], ty: Type) -> io::Result<OwnedFd> {
     let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to bind");
     for addr in addrs {
-        let attempt = (|| {
-            let socket = Socket::new(Domain::for_address(*addr), ty, None)?;
+        let attempt = (|| -> io::Result<OwnedFd> {
+            let socket = Socket::new(Domain::for_address(*addr), ty, None)?; // close-on-exec
             socket.set_reuse_address(true)?;
             socket.set_reuse_port(true)?;
             socket.bind(&(*addr).into())?;
@@ -265,27 +461,53 @@ fn bind_inet(addrs: &[SocketAddr], ty: Type) -> io::Result<OwnedFd> {
         })();
         match attempt {
             Ok(fd) => return Ok(fd),
-            Err(e) => last = e,
+            Err(e) => last = io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")),
         }
     }
     Err(last)
 }
 
+/// The room in `sockaddr_un.sun_path`, without the final NUL.
+const SUN_PATH_MAX: usize = 107;
+
 fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    use std::os::unix::fs::FileTypeExt;
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "socket path has no file name")
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket path {} has no file name", path.display()),
+        )
     })?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} exists and is not a socket: not replacing it",
+                    path.display()
+                ),
+            ))
+        }
+        _ => {}
+    }
+    let dir = parent(path);
+    let unique = format!(
+        "{}.{}.tmp",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    tmp_name.push(".");
+    tmp_name.push(&unique);
+    let mut tmp = dir.join(tmp_name);
+    if tmp.as_os_str().len() > SUN_PATH_MAX {
+        tmp = dir.join(format!(".{unique}"));
+    }
     let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?;
-    // Atomic: clients find the old socket or the new one, never nothing.
+    let listener = UnixListener::bind(&tmp)?; // close-on-exec
+                                              // Atomic: a client finds the old socket or the new one, never nothing.
     if let Err(e) = std::fs::rename(&tmp, path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -293,41 +515,89 @@ fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(listener))
 }
 
-// ------------------------------------------------------------- matching
-
-fn matches_inet(fd: &OwnedFd, ty: Type, addrs: &[SocketAddr]) -> bool {
-    let Ok(socket) = fd.try_clone().map(Socket::from) else {
-        return false;
-    };
-    let Ok(local) = socket.local_addr() else {
-        return false;
-    };
-    let Some(local) = local.as_socket() else {
-        return false;
-    };
-    socket.r#type().is_ok_and(|t| t == ty)
-        && addrs
-            .iter()
-            .any(|a| a.ip() == local.ip() && (a.port() == 0 || a.port() == local.port()))
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
 }
 
-fn matches_unix(fd: &OwnedFd, path: &Path) -> bool {
-    let Ok(socket) = fd.try_clone().map(Socket::from) else {
+/// Whether a unix socket bound at `bound` serves `wanted`: bound there, or
+/// bound at one of our temporary names in the same directory and renamed
+/// there.
+fn same_unix_path(bound: &Path, wanted: &Path) -> bool {
+    if bound == wanted {
+        return true;
+    }
+    let (Some(bound_name), Some(wanted_name)) = (bound.file_name(), wanted.file_name()) else {
         return false;
     };
-    let is_unix_stream = socket.r#type().is_ok_and(|t| t == Type::STREAM)
-        && socket
-            .local_addr()
-            .is_ok_and(|a| a.domain() == Domain::UNIX);
-    // A socket bound at a temporary path and renamed reports the temporary
-    // name; the handover checks the path the program asked for instead.
-    let _ = path;
-    is_unix_stream
+    let dir = |p: &Path| {
+        let d = parent(p);
+        d.canonicalize().unwrap_or_else(|_| d.to_owned())
+    };
+    if dir(bound) != dir(wanted) {
+        return false;
+    }
+    let bound_name = bound_name.to_string_lossy();
+    bound_name == wanted_name.to_string_lossy()
+        || (bound_name.starts_with('.') && bound_name.ends_with(".tmp"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{TcpStream, UdpSocket};
+    use std::os::fd::{AsRawFd, IntoRawFd};
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicBool;
+
+    fn temp_dir() -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "seamless-net-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sources<'a>(endpoint: Option<&Path>, taken: &'a Mutex<Vec<RawFd>>) -> Sources<'a> {
+        Sources {
+            endpoint: endpoint.map(Path::to_owned),
+            systemd: Vec::new(),
+            taken,
+        }
+    }
+
+    fn tcp_in(
+        registry: &Arc<Registry>,
+        sources: &Sources<'_>,
+        name: &str,
+        addr: SocketAddr,
+    ) -> io::Result<TcpListener> {
+        let addrs = [addr];
+        let wanted = Wanted {
+            name,
+            target: Target::Inet(Type::STREAM, &addrs),
+        };
+        obtain(&wanted, sources, registry).map(TcpListener::from)
+    }
+
+    fn same_socket(a: &impl AsRawFd, b: &impl AsRawFd) -> bool {
+        let link = |fd: RawFd| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
+        link(a.as_raw_fd()) == link(b.as_raw_fd())
+    }
+
+    fn cloexec(fd: &impl AsFd) -> bool {
+        let flags = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+    }
+
+    /// Serializes the tests that set `LISTEN_*` in the environment.
+    static ENV: Mutex<()> = Mutex::new(());
 
     #[test]
     fn listen_env_is_parsed_as_systemd_sets_it() {
@@ -335,63 +605,348 @@ mod tests {
         assert_eq!(fds, [(3, Some("web".into())), (4, Some("ctl".into()))]);
         assert!(parse_listen_env(Some("41"), Some("2"), None, &[42]).is_empty());
         assert!(parse_listen_env(None, Some("2"), None, &[42]).is_empty());
+        assert!(parse_listen_env(Some("42"), None, None, &[42]).is_empty());
         assert!(parse_listen_env(Some("42"), Some("x"), None, &[42]).is_empty());
         assert!(parse_listen_env(Some("42"), Some("-3"), None, &[42]).is_empty());
+        assert!(parse_listen_env(Some("0"), Some("1"), None, &[0]).is_empty());
+        // LISTEN_PID may name the launcher.
         assert_eq!(
             parse_listen_env(Some("7"), Some("1"), None, &[42, 7]),
             [(3, None)]
+        );
+        // Names that do not match the count are ignored.
+        assert_eq!(
+            parse_listen_env(Some("42"), Some("2"), Some("web"), &[42]),
+            [(3, None), (4, None)]
         );
     }
 
     #[test]
     fn fresh_tcp_and_udp_binds_share_the_port() {
-        let a = tcp("net-test-a", "127.0.0.1:0").unwrap();
+        let registry = Registry::new();
+        let taken = Mutex::new(Vec::new());
+        let src = sources(None, &taken);
+        let a = tcp_in(&registry, &src, "a", "127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = a.local_addr().unwrap();
         // SO_REUSEPORT: another listener on the same port.
-        let b = bind_inet(&[addr], Type::STREAM).unwrap();
-        assert!(matches_inet(&b, Type::STREAM, &[addr]));
-        assert!(!matches_inet(&b, Type::DGRAM, &[addr]));
-        let u = udp("net-test-u", "127.0.0.1:0").unwrap();
-        assert!(u.local_addr().is_ok());
-        assert!(
-            tcp("net-test-a", "127.0.0.1:0").is_err(),
-            "names are unique"
-        );
-        handover::clear_registry_for_tests("net-test-a");
-        handover::clear_registry_for_tests("net-test-u");
+        let b = tcp_in(&registry, &src, "b", addr).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+        assert!(cloexec(&a) && cloexec(&b));
+        let mut flags = nix::fcntl::fcntl(a.as_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        flags &= libc::O_NONBLOCK;
+        assert_ne!(flags, 0, "non-blocking");
+        let udp_addrs = ["127.0.0.1:0".parse().unwrap()];
+        let u = obtain(
+            &Wanted {
+                name: "u",
+                target: Target::Inet(Type::DGRAM, &udp_addrs),
+            },
+            &src,
+            &registry,
+        )
+        .map(UdpSocket::from)
+        .unwrap();
+        let wanted = Wanted {
+            name: "x",
+            target: Target::Inet(Type::STREAM, &udp_addrs),
+        };
+        assert!(wanted.fits(a.as_fd()).is_ok());
+        assert!(wanted
+            .fits(u.as_fd())
+            .unwrap_err()
+            .starts_with("a udp socket"));
+        // Names are unique in a process.
+        let err = tcp_in(&registry, &src, "a", "127.0.0.1:0".parse().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[test]
+    fn a_duplicate_unix_name_leaves_the_first_socket_in_place() {
+        let dir = temp_dir();
+        let path = dir.join("s.sock");
+        let registry = Registry::new();
+        let taken = Mutex::new(Vec::new());
+        let src = sources(None, &taken);
+        let unix = |name| {
+            obtain(
+                &Wanted {
+                    name,
+                    target: Target::Unix(&path),
+                },
+                &src,
+                &registry,
+            )
+        };
+        let first = UnixListener::from(unix("ctl").unwrap());
+        assert!(unix("ctl").is_err());
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(readable(&first, Duration::from_secs(1)).unwrap());
+        first.accept().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn handover_takes_the_same_socket_and_queue() {
+        let dir = temp_dir();
+        let endpoint_path = dir.join("app.pid.handover");
+        let taken = Mutex::new(Vec::new());
+        // The old generation.
+        let old = Registry::new();
+        let old_listener = tcp_in(
+            &old,
+            &sources(None, &taken),
+            "web",
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let addr = old_listener.local_addr().unwrap();
+        let _endpoint = handover::open_endpoint_with(&endpoint_path, old.clone()).unwrap();
+        let _queued = TcpStream::connect(addr).unwrap();
+        // The new generation asks for the same thing: 127.0.0.1:0.
+        let new = Registry::new();
+        let src = sources(Some(&endpoint_path), &taken);
+        let listener = tcp_in(&new, &src, "web", "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(same_socket(&listener, &old_listener));
+        assert!(cloexec(&listener));
+        assert!(readable(&listener, Duration::from_secs(1)).unwrap());
+        listener
+            .accept()
+            .expect("the connection queued before the handover");
+        // A name the old generation does not have: bound afresh.
+        let other = tcp_in(&new, &src, "admin", "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(!same_socket(&other, &old_listener));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_changed_address_or_kind_is_bound_afresh() {
+        let dir = temp_dir();
+        let endpoint_path = dir.join("ep");
+        let taken = Mutex::new(Vec::new());
+        let old = Registry::new();
+        let old_src = sources(None, &taken);
+        let old_listener = tcp_in(&old, &old_src, "web", "127.0.0.1:0".parse().unwrap()).unwrap();
+        let old_addr = old_listener.local_addr().unwrap();
+        let udp_addrs = ["127.0.0.1:0".parse().unwrap()];
+        let old_udp = obtain(
+            &Wanted {
+                name: "dns",
+                target: Target::Inet(Type::DGRAM, &udp_addrs),
+            },
+            &old_src,
+            &old,
+        )
+        .unwrap();
+        let _endpoint = handover::open_endpoint_with(&endpoint_path, old.clone()).unwrap();
+
+        let new = Registry::new();
+        let src = sources(Some(&endpoint_path), &taken);
+        // Another port: a fresh socket, not the old one.
+        let moved = tcp_in(&new, &src, "web", "127.0.0.2:0".parse().unwrap()).unwrap();
+        assert!(!same_socket(&moved, &old_listener));
+        assert_eq!(moved.local_addr().unwrap().ip().to_string(), "127.0.0.2");
+        // Same name, another kind: asked as TCP, the old one is UDP.
+        let kind = tcp_in(&new, &src, "dns", "127.0.0.1:0".parse().unwrap()).unwrap();
+        assert!(!same_socket(&kind, &old_udp));
+        // A lying old generation (right address text, wrong socket) is
+        // caught by the check of the fd itself.
+        let liar = Registry::new();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        liar.reserve("web")
+            .unwrap()
+            .fill(&format!("tcp {old_addr}"), udp.as_fd())
+            .unwrap();
+        let liar_path = dir.join("liar");
+        let _liar_endpoint = handover::open_endpoint_with(&liar_path, liar).unwrap();
+        let src = sources(Some(&liar_path), &taken);
+        let fresh = tcp_in(&Registry::new(), &src, "web", old_addr).unwrap();
+        assert!(!same_socket(&fresh, &udp));
+        assert_eq!(fresh.local_addr().unwrap(), old_addr, "SO_REUSEPORT");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unix_sockets_are_handed_over_despite_their_temporary_name() {
+        let dir = temp_dir();
+        let path = dir.join("app.sock");
+        let endpoint_path = dir.join("ep");
+        let taken = Mutex::new(Vec::new());
+        let unix = |registry: &Arc<Registry>, src: &Sources<'_>, path: &Path| {
+            obtain(
+                &Wanted {
+                    name: "ctl",
+                    target: Target::Unix(path),
+                },
+                src,
+                registry,
+            )
+            .map(UnixListener::from)
+        };
+        let old = Registry::new();
+        let old_listener = unix(&old, &sources(None, &taken), &path).unwrap();
+        let _endpoint = handover::open_endpoint_with(&endpoint_path, old).unwrap();
+        let _queued = UnixStream::connect(&path).unwrap();
+        let src = sources(Some(&endpoint_path), &taken);
+        let listener = unix(&Registry::new(), &src, &path).unwrap();
+        assert!(same_socket(&listener, &old_listener));
+        listener.accept().unwrap();
+        // Another path: bound afresh.
+        let other = unix(&Registry::new(), &src, &dir.join("other.sock")).unwrap();
+        assert!(!same_socket(&other, &old_listener));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_unix_socket_is_replaced_without_a_gap() {
-        let dir = std::env::temp_dir().join(format!("seamless-net-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = temp_dir();
         let path = dir.join("s.sock");
-        let _first = bind_unix(&path).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // A stale socket file: nobody listens.
+        drop(UnixListener::bind(&path).unwrap());
+        assert_eq!(
+            UnixStream::connect(&path).unwrap_err().kind(),
+            io::ErrorKind::ConnectionRefused
+        );
+        let first = bind_unix(&path).unwrap();
+        UnixStream::connect(&path).expect("the stale file was replaced");
+        let stop = Arc::new(AtomicBool::new(false));
+        let tries = Arc::new(AtomicUsize::new(0));
         let prober = {
-            let (path, stop) = (path.clone(), stop.clone());
+            let (path, stop, tries) = (path.clone(), stop.clone(), tries.clone());
             std::thread::spawn(move || {
-                let mut failures = 0;
-                for _ in 0..20_000 {
-                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        break;
-                    }
-                    if std::os::unix::net::UnixStream::connect(&path).is_err() {
-                        failures += 1;
+                let mut failures = Vec::new();
+                while !stop.load(Ordering::SeqCst) && tries.load(Ordering::SeqCst) < 100_000 {
+                    tries.fetch_add(1, Ordering::SeqCst);
+                    if let Err(e) = UnixStream::connect(&path) {
+                        failures.push(e.kind());
                     }
                 }
                 failures
             })
         };
-        let mut kept = Vec::new();
-        for _ in 0..20 {
-            kept.push(bind_unix(&path).unwrap());
+        // Each socket stays open (the old generation still holds it) while
+        // the next one is renamed over the path. Queued connections are
+        // drained, so that a full backlog never makes the prober wait.
+        let drain = |kept: &[UnixListener]| {
+            for listener in kept {
+                while listener.accept().is_ok() {}
+            }
+        };
+        let mut kept = vec![UnixListener::from(first)];
+        kept[0].set_nonblocking(true).unwrap();
+        for _ in 0..50 {
+            // Rebind while the prober is busy connecting.
+            let seen = tries.load(Ordering::SeqCst);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while tries.load(Ordering::SeqCst) < seen + 20 && std::time::Instant::now() < deadline {
+                drain(&kept);
+                std::thread::yield_now();
+            }
+            let next = UnixListener::from(bind_unix(&path).unwrap());
+            next.set_nonblocking(true).unwrap();
+            kept.push(next);
+            drain(&kept);
         }
-        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        // A connect finds a socket at every moment: the old one until the
-        // rename, the new one after (old ones stay open in `kept`).
-        assert_eq!(prober.join().unwrap(), 0);
+        stop.store(true, Ordering::SeqCst);
+        while !prober.is_finished() {
+            drain(&kept);
+            std::thread::yield_now();
+        }
+        let failures = prober.join().unwrap();
+        assert!(tries.load(Ordering::SeqCst) >= 50 * 20);
+        assert_eq!(failures, [], "a connect found no socket");
+        // Only the target is left in the directory: no temporary files.
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["s.sock"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_socket_is_not_replaced() {
+        let dir = temp_dir();
+        let path = dir.join("important");
+        std::fs::write(&path, "data").unwrap();
+        assert_eq!(
+            bind_unix(&path).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "data");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn systemd_fds_are_picked_by_name_or_by_kind_and_address() {
+        // fds are passed as systemd would, but at free numbers: `activated`
+        // takes the list, not the environment.
+        let web = TcpListener::bind("127.0.0.1:0").unwrap();
+        let web_addr = web.local_addr().unwrap();
+        let dns = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (web_fd, dns_fd) = (web.into_raw_fd(), dns.into_raw_fd());
+        let taken = Mutex::new(Vec::new());
+        let want_web = [web_addr];
+        let web_wanted = Wanted {
+            name: "web",
+            target: Target::Inet(Type::STREAM, &want_web),
+        };
+        // Named: the name decides; the wrong kind under the name is refused.
+        let named = [
+            (dns_fd, Some("web".to_owned())),
+            (web_fd, Some("other".to_owned())),
+        ];
+        assert!(activated(&web_wanted, &named, &taken).is_none());
+        let named = [
+            (dns_fd, Some("dns".to_owned())),
+            (web_fd, Some("web".to_owned())),
+        ];
+        let got = activated(&web_wanted, &named, &taken).expect("by name");
+        assert_eq!(got.as_raw_fd(), web_fd);
+        assert!(cloexec(&got));
+        // Taken once only.
+        assert!(activated(&web_wanted, &named, &taken).is_none());
+        drop(got);
+        // Unnamed: kind and address decide.
+        taken.lock().unwrap().clear();
+        let dns = UdpSocket::from(
+            // SAFETY: dns_fd came from into_raw_fd above and is owned by
+            // nothing else.
+            unsafe { OwnedFd::from_raw_fd(dns_fd) },
+        );
+        let dns_addr = [dns.local_addr().unwrap()];
+        let dns_fd = dns.into_raw_fd();
+        let unnamed = [(dns_fd, None)];
+        assert!(activated(&web_wanted, &unnamed, &taken).is_none());
+        let dns_wanted = Wanted {
+            name: "whatever",
+            target: Target::Inet(Type::DGRAM, &dns_addr),
+        };
+        let got = activated(&dns_wanted, &unnamed, &taken).expect("by kind and address");
+        assert_eq!(got.as_raw_fd(), dns_fd);
+    }
+
+    #[test]
+    fn systemd_fds_are_taken_from_the_real_environment() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // A free fd number; systemd numbers from 3, so the fds before ours
+        // get names that no test asks for.
+        let fd = nix::fcntl::fcntl(listener.as_fd(), nix::fcntl::FcntlArg::F_DUPFD(500)).unwrap();
+        drop(listener);
+        let count = fd - 2;
+        let mut names = vec!["seamless-test-not-ours"; count as usize];
+        names[(fd - 3) as usize] = "seamless-test-sd-web";
+        std::env::set_var("LISTEN_PID", std::process::id().to_string());
+        std::env::set_var("LISTEN_FDS", count.to_string());
+        std::env::set_var("LISTEN_FDNAMES", names.join(":"));
+        let result = tcp("seamless-test-sd-web", addr);
+        std::env::remove_var("LISTEN_PID");
+        std::env::remove_var("LISTEN_FDS");
+        std::env::remove_var("LISTEN_FDNAMES");
+        let got = result.unwrap();
+        assert_eq!(got.as_raw_fd(), fd, "the fd systemd passed, not a new one");
+        assert_eq!(got.local_addr().unwrap(), addr);
+        assert!(cloexec(&got));
     }
 }
