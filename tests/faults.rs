@@ -297,9 +297,10 @@ fn bad_pid_file_contents_never_signal_anyone() {
         let sb = Sandbox::new("badpid");
         std::fs::write(sb.pid_file(), &content).unwrap();
         let (_a, daemon) = ready(&sb, &[]);
+        // After the handshake, which runs just after started().
+        sb.assert_pid_file(Some(daemon));
         assert!(alive(p), "pid file {content:?} got the bystander killed");
         assert_eq!(sb.get("/").unwrap(), daemon, "{content:?}");
-        sb.assert_pid_file(Some(daemon));
     }
 }
 
@@ -310,6 +311,8 @@ fn a_symlink_planted_at_the_pid_file_path_is_not_followed() {
     std::fs::write(&precious, "do not touch\n").unwrap();
     std::os::unix::fs::symlink(&precious, sb.pid_file()).unwrap();
     let (_a, daemon) = ready(&sb, &[]);
+    // The handshake runs just after started(): wait for it first.
+    sb.assert_pid_file(Some(daemon));
     assert_eq!(
         std::fs::read_to_string(&precious).unwrap(),
         "do not touch\n"
@@ -320,7 +323,6 @@ fn a_symlink_planted_at_the_pid_file_path_is_not_followed() {
         .unwrap()
         .file_type()
         .is_symlink());
-    sb.assert_pid_file(Some(daemon));
 }
 
 #[test]
