@@ -615,16 +615,8 @@ mod tests {
     use std::io::Write;
     use std::net::{TcpListener, TcpStream, UdpSocket};
 
-    pub(crate) fn temp_dir() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "seamless-ho-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn temp_dir() -> PathBuf {
+        crate::test_support::temp_dir("ho")
     }
 
     fn register(registry: &Arc<Registry>, name: &str, address: &str, fd: BorrowedFd<'_>) {

@@ -116,3 +116,25 @@ pub use shutdown::{shutdown, wait, Shutdown};
 
 #[doc(hidden)]
 pub mod __private;
+
+#[cfg(test)]
+mod test_support {
+    //! What the unit tests of several modules share.
+
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory of this test process's own, under the system's
+    /// temporary directory.
+    pub(crate) fn temp_dir(tag: &str) -> PathBuf {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "seamless-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -553,15 +553,7 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn temp_dir() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "seamless-net-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::temp_dir("net")
     }
 
     fn sources<'a>(endpoint: Option<&Path>, taken: &'a Mutex<Vec<RawFd>>) -> Sources<'a> {

@@ -721,15 +721,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "seamless-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::temp_dir("test")
     }
 
     /// A `sleep 30` child, killed and reaped on drop.
