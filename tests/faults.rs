@@ -347,3 +347,24 @@ fn an_unusable_pid_file_location_fails_at_start_up() {
         assert!(sb.events().is_empty(), "no user code ran");
     }
 }
+
+#[test]
+fn run_plain_is_the_chosen_fallback_for_an_unusable_location() {
+    let sb = Sandbox::new("runplain");
+    let path = sb.dir.join("missing/dir/plaind.pid");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_plaind"))
+        .env("TESTD_PID_FILE", &path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // User code ran in the very process that was started: no launcher.
+    assert_eq!(stdout.trim(), format!("ran pid {pid}"));
+    assert!(stderr.contains(&path.display().to_string()), "{stderr}");
+    assert!(stderr.contains("running as a plain process"), "{stderr}");
+}
