@@ -32,7 +32,6 @@ use crate::control::{Channel, Message, Received};
 use crate::handlers::{self, Stage};
 use crate::pidfile::PidFile;
 use crate::report;
-use crate::runtime::{self, Role, Runtime};
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
 use crate::{handover, launcher};
@@ -64,12 +63,30 @@ struct State {
 
 static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
+/// The part this process plays in the restart protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Seamless is disabled (no pid file, or an unusable one and
+    /// `OnPidFileError::RunPlain`): a plain process.
+    Plain,
+    /// The daemon: child of a launcher, runs the user's code.
+    Daemon,
+}
+
+/// The pid file of this daemon, if seamless is active (for `net`).
+pub(crate) fn pid_file() -> Option<&'static std::path::Path> {
+    let daemon = DAEMON.get().filter(|d| d.role == Role::Daemon)?;
+    daemon.config.pid_file.as_deref()
+}
+
+/// The pid of this daemon's launcher, if this process is a daemon (for
+/// `net`: systemd's `LISTEN_PID` names the launcher).
+pub(crate) fn launcher_pid() -> Option<i32> {
+    DAEMON.get()?.launcher_pid
+}
+
 fn install(daemon: Daemon) -> &'static Daemon {
-    let runtime = Runtime {
-        pid_file: daemon.config.pid_file.clone(),
-        launcher_pid: daemon.launcher_pid,
-    };
-    if DAEMON.set(daemon).is_err() || !runtime::set(runtime) {
+    if DAEMON.set(daemon).is_err() {
         panic!(
             "seamless is started once per process: Builder::start or #[seamless::daemon] ran twice"
         );
@@ -242,13 +259,7 @@ impl Daemon {
         if let (Some(at), Some(limit)) = (state.shutdown_at, self.config.shutdown_timeout) {
             deadline = Some(at + limit);
         }
-        match deadline {
-            None => PollTimeout::NONE,
-            Some(d) => {
-                let ms = d.saturating_duration_since(Instant::now()).as_millis() + 1;
-                PollTimeout::try_from(ms.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
-            }
-        }
+        signals::poll_timeout(deadline.map(|d| d.saturating_duration_since(Instant::now())))
     }
 
     fn check_deadlines(&'static self) {

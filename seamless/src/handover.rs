@@ -41,7 +41,7 @@
 //! reset when the old generation stops accepting.
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -285,21 +285,10 @@ impl Drop for Endpoint {
 }
 
 /// Waits up to `timeout` for `fd` to be readable (or hung up).
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-    let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
-        Ok(n) => Ok(n > 0),
-        Err(nix::errno::Errno::EINTR) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn serve(listener: &UnixListener, stop: &AtomicBool, registry: &Arc<Registry>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
-        match wait_readable(listener.as_fd(), TICK) {
+        match crate::net::readable(listener, TICK) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -614,6 +603,7 @@ mod tests {
     use super::*;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::os::fd::AsFd;
 
     fn temp_dir() -> PathBuf {
         crate::test_support::temp_dir("ho")

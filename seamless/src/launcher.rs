@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::time::Instant;
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -172,14 +172,9 @@ impl Launcher {
                 Phase::Preparing { deadline } => Some(deadline),
                 _ => None,
             };
-            let timeout = match deadline.into_iter().chain(self.next_extend).min() {
-                Some(at) => {
-                    let left = at.saturating_duration_since(Instant::now());
-                    PollTimeout::try_from(left.as_millis().min(i32::MAX as u128) as i32 + 1)
-                        .unwrap_or(PollTimeout::MAX)
-                }
-                None => PollTimeout::NONE,
-            };
+            let next = deadline.into_iter().chain(self.next_extend).min();
+            let timeout =
+                signals::poll_timeout(next.map(|at| at.saturating_duration_since(Instant::now())));
             let ready_signals;
             let mut ready_channel = false;
             {

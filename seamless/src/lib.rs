@@ -94,7 +94,6 @@ mod notify;
 mod pidfile;
 mod procfs;
 mod report;
-mod runtime;
 mod shutdown;
 mod signals;
 

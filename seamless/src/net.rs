@@ -50,7 +50,7 @@ use std::time::Duration;
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::handover::{self, Registry};
-use crate::{report, runtime};
+use crate::{daemon, report};
 
 /// A TCP listener named `name`, for `addr`: handed over, inherited from
 /// systemd, or bound afresh (see the [module documentation](self)).
@@ -151,13 +151,9 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags, PollTimeout};
-    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    use nix::poll::{PollFd, PollFlags};
     let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(
-        &mut fds,
-        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-    ) {
+    match nix::poll::poll(&mut fds, crate::signals::poll_timeout(Some(timeout))) {
         Ok(n) => Ok(n > 0),
         Err(nix::errno::Errno::EINTR) => Ok(false),
         Err(e) => Err(e.into()),
@@ -284,9 +280,9 @@ static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 impl Sources<'static> {
     fn of_process() -> Sources<'static> {
-        let endpoint = runtime::pid_file().map(handover::endpoint_path);
+        let endpoint = daemon::pid_file().map(handover::endpoint_path);
         let mut ours = vec![std::process::id() as i32];
-        ours.extend(runtime::launcher_pid());
+        ours.extend(daemon::launcher_pid());
         let var = |k: &str| std::env::var(k).ok();
         let systemd = parse_listen_env(
             var("LISTEN_PID").as_deref(),
