@@ -296,7 +296,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     }
     if let Some((name, span)) = parsed.parent_signal {
         let constant = syn::Ident::new(&format!("SIG{name}"), span);
-        builder = quote!(#builder.parent_signal(#krate::__private::libc::#constant));
+        builder = quote!(#builder.parent_signal(#krate::Signal::#constant));
     }
     if let Some((policy, span)) = parsed.on_pid_file_error {
         let variant = syn::Ident::new(policy, span);
@@ -392,7 +392,7 @@ mod tests {
                         .prepare_timeout(::core::time::Duration::from_millis(90000u64))
                         .handover_timeout(::core::time::Duration::from_millis(1500u64))
                         .shutdown_timeout(::core::time::Duration::from_millis(3600000u64))
-                        .parent_signal(my::seamless::__private::libc::SIGUSR2)
+                        .parent_signal(my::seamless::Signal::SIGUSR2)
                         .on_pid_file_error(my::seamless::OnPidFileError::RunPlain)
                 );
                 my::seamless::__private::leave(__seamless_session, __seamless_main())

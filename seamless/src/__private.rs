@@ -5,7 +5,9 @@ pub use crate::handlers::{Handler, ON_CHILD_LAUNCH, ON_SHUTDOWN, ON_SHUTDOWN_REQ
 pub use libc;
 pub use linkme;
 
-use crate::builder::{Builder, PidFilePath, Session};
+use crate::builder::Builder;
+use crate::config::PidFilePath;
+use crate::daemon::Session;
 
 /// `pid_file = EXPR` of `#[seamless::daemon]`.
 pub fn builder(pid_file: impl Into<PidFilePath>) -> Builder {

@@ -1,75 +1,18 @@
 //! The builder: everything `#[seamless::daemon]` does, as a plain API.
 //!
-//! [`Builder::start`] is the launcher split. In the process the supervisor
-//! started it becomes the launcher and never returns; in the daemon (and in
-//! a plain process, when seamless is disabled) it returns a [`Session`],
-//! whose end waits for the shutdown handlers.
+//! [`Builder::try_start`] is the launcher split. In the process the
+//! supervisor started it becomes the launcher and never returns; in the
+//! daemon (and in a plain process, when seamless is disabled) it returns a
+//! [`Session`], whose end waits for the shutdown handlers.
+//! [`Builder::start`] is the same, reporting a start-up error once and
+//! exiting with status 1.
 
-use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::{control, daemon, launcher, pidfile, report};
-
-/// Where the pid file lives, or nothing to disable seamless.
-///
-/// Built from `&str`, `String`, `&Path`, `PathBuf`, `OsString` and an
-/// `Option` of any of these. An empty path or `None` disables seamless: the
-/// program runs as a plain process (no launcher, no pid file, no restart),
-/// as in the original; TERM and Ctrl-C still start a graceful shutdown.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PidFilePath(Option<PathBuf>);
-
-impl PidFilePath {
-    fn from_path(path: PathBuf) -> Self {
-        PidFilePath((!path.as_os_str().is_empty()).then_some(path))
-    }
-
-    /// The path, unless seamless is disabled.
-    pub fn path(&self) -> Option<&Path> {
-        self.0.as_deref()
-    }
-}
-
-macro_rules! pid_file_from {
-    ($($t:ty),*) => {$(
-        impl From<$t> for PidFilePath {
-            fn from(value: $t) -> Self {
-                PidFilePath::from_path(PathBuf::from(value))
-            }
-        }
-    )*};
-}
-pid_file_from!(&str, String, &String, &Path, PathBuf, &PathBuf, &OsStr, OsString);
-
-impl<T: Into<PidFilePath>> From<Option<T>> for PidFilePath {
-    fn from(value: Option<T>) -> Self {
-        value.map(Into::into).unwrap_or_default()
-    }
-}
-
-/// What to do when the pid file's location cannot be used at start-up
-/// (missing directory, no permission, read-only file system).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OnPidFileError {
-    /// Report the path and the OS error, exit with status 1 before any user
-    /// code runs. The default.
-    #[default]
-    Exit,
-    /// Report it, then run as a plain process without seamless.
-    RunPlain,
-}
-
-/// The settings both processes share.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) pid_file: Option<PathBuf>,
-    pub(crate) prepare_timeout: Duration,
-    pub(crate) handover_timeout: Duration,
-    pub(crate) shutdown_timeout: Option<Duration>,
-    pub(crate) parent_signal: Option<i32>,
-    pub(crate) on_pid_file_error: OnPidFileError,
-}
+use crate::config::{Config, OnPidFileError, PidFilePath, Signal};
+use crate::daemon::{self, Session};
+use crate::error::Error;
+use crate::{control, launcher, pidfile, report};
 
 /// Configures seamless and performs the launcher split, for programs that
 /// do not use the `#[seamless::daemon]` attribute.
@@ -108,14 +51,7 @@ impl Builder {
     /// 10 s, no bound on the shutdown handlers, no parent signal.
     pub fn new(pid_file: impl Into<PidFilePath>) -> Builder {
         Builder {
-            config: Config {
-                pid_file: pid_file.into().0,
-                prepare_timeout: Duration::from_secs(10),
-                handover_timeout: Duration::from_secs(10),
-                shutdown_timeout: None,
-                parent_signal: None,
-                on_pid_file_error: OnPidFileError::Exit,
-            },
+            config: Config::new(pid_file.into()),
             child_launch: Vec::new(),
         }
     }
@@ -147,7 +83,14 @@ impl Builder {
     /// `SetParentTermSignal`). The launcher accepts it only when its daemon
     /// sent it with `kill()`, so the kernel's SIGCHLD for a child that
     /// stopped or died is never taken for it.
-    pub fn parent_signal(mut self, signal: i32) -> Builder {
+    ///
+    /// ```no_run
+    /// let session = seamless::Builder::new("/tmp/app.pid")
+    ///     .parent_signal(seamless::Signal::SIGUSR1)
+    ///     .start();
+    /// # drop(session);
+    /// ```
+    pub fn parent_signal(mut self, signal: Signal) -> Builder {
         self.config.parent_signal = Some(signal);
         self
     }
@@ -174,11 +117,46 @@ impl Builder {
     /// - In the daemon, and when seamless is disabled, it returns the
     ///   [`Session`].
     ///
+    /// A start-up error is reported (through the `log` facade, or stderr
+    /// without a logger) and the process exits with status 1 before any
+    /// user code runs; [`try_start`](Builder::try_start) returns it instead.
+    ///
     /// # Panics
     ///
     /// If called more than once in a process.
     pub fn start(self) -> Session {
-        let config = self.config;
+        self.try_start().unwrap_or_else(|e| {
+            report::error!("{e}; exiting");
+            std::process::exit(1)
+        })
+    }
+
+    /// [`start`](Builder::start), returning a start-up error instead of
+    /// exiting: the pid file's location is unusable (with
+    /// [`OnPidFileError::Exit`]), the daemon cannot be started, or this
+    /// daemon's launcher is already gone (it must not become a launcher
+    /// itself). See [`Error`].
+    ///
+    /// ```no_run
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let session = seamless::Builder::new("/tmp/app.pid").try_start()?;
+    ///     seamless::started();
+    ///     seamless::shutdown().wait();
+    ///     session.finish();
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If called more than once in a process.
+    pub fn try_start(self) -> Result<Session, Error> {
+        let mut config = self.config;
+        // Relative to the directory the process started in, whatever the
+        // program does with its working directory later.
+        if let Some(path) = config.pid_file.take() {
+            config.pid_file = Some(std::path::absolute(&path).unwrap_or(path));
+        }
         if let Some(value) = std::env::var_os(control::ENV_VAR) {
             // Removed so that a program this daemon runs is not mistaken for
             // a daemon. Single-threaded here: start() runs before user code.
@@ -197,63 +175,13 @@ impl Builder {
         };
         if let Err(e) = pidfile::PidFile::open(&path) {
             match config.on_pid_file_error {
-                OnPidFileError::Exit => {
-                    report::error!("{e}; exiting");
-                    std::process::exit(1);
-                }
                 OnPidFileError::RunPlain => {
                     report::warning!("{e}; running as a plain process without seamless");
                     return daemon::start_plain(config);
                 }
+                _ => return Err(e),
             }
         }
-        launcher::run(config, self.child_launch)
-    }
-}
-
-/// The daemon's side of seamless, from the launcher split to the end of
-/// `main`. Ending it ([`finish`](Session::finish), or dropping it) waits
-/// for the shutdown handlers when a shutdown is under way, then removes
-/// this generation from the pid file.
-#[must_use = "keep the session until the end of main"]
-#[derive(Debug)]
-pub struct Session {
-    pub(crate) finished: bool,
-}
-
-impl Session {
-    /// Ends the session: see [`Session`].
-    pub fn finish(mut self) {
-        self.finished = true;
-        daemon::finish();
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.finished = true;
-            daemon::finish();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pid_file_paths() {
-        assert_eq!(PidFilePath::from("").path(), None);
-        assert_eq!(PidFilePath::from(None::<&str>).path(), None);
-        assert_eq!(PidFilePath::from(Some(String::new())).path(), None);
-        assert_eq!(
-            PidFilePath::from(Some(PathBuf::from("/run/a.pid"))).path(),
-            Some(Path::new("/run/a.pid"))
-        );
-        assert_eq!(
-            PidFilePath::from(OsString::from("x.pid")).path(),
-            Some(Path::new("x.pid"))
-        );
+        match launcher::run(&config, self.child_launch)? {}
     }
 }

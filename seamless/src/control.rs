@@ -1,4 +1,5 @@
-//! The control channel between a launcher and its daemon.
+//! The launcher–daemon contract: how the daemon is marked and started,
+//! and the control channel between the two.
 //!
 //! A `SOCK_SEQPACKET` socket pair replaces the original's signal protocol
 //! (USR2 down, CHLD up). Messages are one byte each, so they can never be
@@ -17,6 +18,12 @@ use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
 /// Marks a process as the daemon of a launcher: `"<launcher pid>:<fd>"`.
 pub(crate) const ENV_VAR: &str = "SEAMLESS_DAEMON";
+
+/// Signals the daemon starts with blocked (the launcher blocks them between
+/// fork and exec); the daemon unblocks them once its own handlers are
+/// installed, so a restart requested during start-up is neither lost nor
+/// fatal.
+pub(crate) const BLOCKED_IN_CHILD: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR2];
 
 /// What one side tells the other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +95,7 @@ impl Channel {
     /// user's own child processes do not inherit it.
     pub(crate) fn from_inherited(fd: RawFd) -> io::Result<Channel> {
         // An fd number we did not inherit must not be taken over.
-        if nix::fcntl::fcntl(
-            // SAFETY: only borrowed for the duration of this F_GETFD query.
-            unsafe { BorrowedFd::borrow_raw(fd) },
-            nix::fcntl::FcntlArg::F_GETFD,
-        )
-        .is_err()
-        {
+        if !crate::sys::is_open(fd) {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("fd {fd} named by {ENV_VAR} is not open"),

@@ -1,12 +1,16 @@
-//! The daemon's stages, driven by one control thread.
+//! The daemon's side of seamless: its start-up, its stages, driven by one
+//! control thread, and the [`Session`] that ends with `main`.
 //!
-//! The control thread (`seamless-control`) polls the signal pipe and the
-//! control channel to the launcher, and keeps the deadlines:
+//! The control thread (`seamless-control`) polls the signal pipe, the
+//! control channel to the launcher and a wake-up pipe for [`started`], and
+//! keeps the deadlines. Every decision is made by [`Machine::step`], a pure
+//! function of the state, one [`Event`] and the time, which returns the
+//! [`Action`]s the thread then carries out:
 //!
 //! - **Stage 1**, a restart was requested (the launcher's message, or USR2
 //!   sent straight to the daemon): run the `on_shutdown_request` handlers,
-//!   open the listener handover endpoint, record this generation in the pid
-//!   file if it never called `started()`, tell the launcher it may exit.
+//!   record this generation in the pid file if it never called `started()`,
+//!   open the listener handover endpoint, tell the launcher it may exit.
 //!   The daemon is now detached and keeps serving.
 //! - **Stage 2** is [`started`], called by the user in the new generation:
 //!   it wakes the control thread, which runs the pid file handshake (TERM
@@ -16,73 +20,291 @@
 //!   launcher is gone without a restart (it was killed), or
 //!   `handover_timeout` after stage 1: [`Shutdown`](crate::Shutdown) fires
 //!   and the `on_shutdown` handlers run on their own thread. Past
-//!   `shutdown_timeout` the process exits, naming what was still running.
+//!   `shutdown_timeout` the process exits with status 1, naming what was
+//!   still running: the one exit this crate makes after start-up.
 //!
 //! A plain process (seamless disabled) has the same thread with TERM and INT
 //! only: no launcher, no pid file, no restart.
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::sync::{Mutex, OnceLock};
-use std::time::Instant;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::poll::{PollFd, PollFlags};
 
-use crate::builder::{Config, Session};
-use crate::control::{Channel, Message, Received};
+use crate::config::Config;
+use crate::control::{Channel, Message, Received, BLOCKED_IN_CHILD};
+use crate::error::Error;
 use crate::handlers::{self, Stage};
+use crate::handover::{self, Endpoint};
 use crate::pidfile::PidFile;
-use crate::report;
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
-use crate::{handover, launcher};
+use crate::{net, report, sys};
+
+// ---------------------------------------------------------------- machine
+
+/// Where this generation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Serving (or starting): `started` says whether `started()` was called.
+    Running { started: bool },
+    /// Stage 1 is done: detached from the launcher, serving until the next
+    /// generation TERMs this one or `handover_timeout` passes.
+    Detached { since: Instant, started: bool },
+    /// Stage 3.
+    ShuttingDown { since: Instant },
+}
+
+/// What happens to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    /// A restart was requested (stage 1), by whom.
+    RestartRequested(&'static str),
+    /// The program called `started()`.
+    Started,
+    /// TERM or INT: a graceful stop, and why.
+    Terminate(String),
+    /// The launcher's end of the control channel closed.
+    LauncherLost,
+    /// Time passed: deadlines are checked.
+    Tick,
+}
+
+/// What the daemon does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Action {
+    /// Stage 1's handlers (they run on the control thread).
+    RunShutdownRequestHandlers,
+    /// Record this generation as `detached` in the pid file, so that the
+    /// generation that calls `started()` TERMs it too.
+    RecordDetached,
+    OpenEndpoint,
+    Send(Message),
+    /// The configured parent signal to the launcher, if it still is our
+    /// parent.
+    SignalParent,
+    /// Stage 2: the pid file handshake.
+    Claim,
+    /// Stage 3: close the endpoint, fire `Shutdown`, run the handlers.
+    BeginShutdown(String),
+    /// `shutdown_timeout` passed: leave the pid file, exit with status 1.
+    GiveUp(Duration),
+}
+
+/// The daemon's decisions: no I/O, no clock of its own.
+#[derive(Debug)]
+struct Machine {
+    phase: Phase,
+    /// A daemon (with a launcher and the restart protocol), or a plain
+    /// process.
+    daemon: bool,
+    /// The launcher's end of the control channel is open.
+    attached: bool,
+    /// The configured parent signal exists.
+    parent_signal: bool,
+    handover_timeout: Duration,
+    shutdown_timeout: Option<Duration>,
+}
+
+impl Machine {
+    fn new(config: &Config, daemon: bool) -> Machine {
+        Machine {
+            phase: Phase::Running { started: false },
+            daemon,
+            attached: daemon,
+            parent_signal: config.parent_signal.is_some(),
+            handover_timeout: config.handover_timeout,
+            shutdown_timeout: config.shutdown_timeout,
+        }
+    }
+
+    /// When the next [`Event::Tick`] is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Running { .. } => None,
+            Phase::Detached { since, .. } => Some(since + self.handover_timeout),
+            Phase::ShuttingDown { since } => self.shutdown_timeout.map(|limit| since + limit),
+        }
+    }
+
+    /// When stage 3 began, if it has.
+    fn shutdown_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::ShuttingDown { since } => Some(since),
+            _ => None,
+        }
+    }
+
+    fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::RestartRequested(by) => self.restart_requested(by, now),
+            Event::Started => self.started(),
+            Event::Terminate(reason) => self.shut_down(reason, now),
+            Event::LauncherLost => {
+                let was_attached = std::mem::replace(&mut self.attached, false);
+                match self.phase {
+                    Phase::Running { .. } if was_attached => {
+                        self.shut_down("the launcher is gone".into(), now)
+                    }
+                    // Expected after stage 1: the launcher stepped aside.
+                    _ => Vec::new(),
+                }
+            }
+            Event::Tick => self.tick(now),
+        }
+    }
+
+    fn restart_requested(&mut self, by: &str, now: Instant) -> Vec<Action> {
+        let Phase::Running { started } = self.phase else {
+            report::debug!("restart requested by {by} again: ignored");
+            return Vec::new();
+        };
+        if !self.daemon {
+            return Vec::new();
+        }
+        report::info!("restart requested by {by}: preparing (stage 1)");
+        self.phase = Phase::Detached {
+            since: now,
+            started,
+        };
+        let mut actions = vec![Action::RunShutdownRequestHandlers];
+        if !started {
+            // Never took over: make sure the generation that will call
+            // started() TERMs this one too, not only the one in the pid file.
+            actions.push(Action::RecordDetached);
+        }
+        actions.push(Action::OpenEndpoint);
+        if self.attached {
+            actions.push(Action::Send(Message::Detached));
+            if self.parent_signal {
+                actions.push(Action::SignalParent);
+            }
+        }
+        actions
+    }
+
+    fn started(&mut self) -> Vec<Action> {
+        match self.phase {
+            _ if !self.daemon => Vec::new(),
+            Phase::Running { started: false } => {
+                self.phase = Phase::Running { started: true };
+                let mut actions = vec![Action::Claim];
+                if self.attached {
+                    actions.push(Action::Send(Message::Started));
+                }
+                actions
+            }
+            Phase::Running { started: true } => Vec::new(),
+            Phase::Detached { .. } | Phase::ShuttingDown { .. } => {
+                report::info!(
+                    "started() called after this generation was asked to restart: a newer generation takes over"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn shut_down(&mut self, reason: String, now: Instant) -> Vec<Action> {
+        if let Phase::ShuttingDown { .. } = self.phase {
+            report::debug!("{reason}: the shutdown is already under way");
+            return Vec::new();
+        }
+        self.phase = Phase::ShuttingDown { since: now };
+        let mut actions = Vec::new();
+        if self.attached {
+            actions.push(Action::Send(Message::Stopping));
+        }
+        actions.push(Action::BeginShutdown(reason));
+        actions
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Action> {
+        match self.phase {
+            Phase::Detached { since, .. } if now >= since + self.handover_timeout => {
+                let reason = format!(
+                    "no new generation took over within handover_timeout ({:?})",
+                    self.handover_timeout
+                );
+                self.shut_down(reason, now)
+            }
+            Phase::ShuttingDown { since } => match self.shutdown_timeout {
+                Some(limit) if now >= since + limit => vec![Action::GiveUp(limit)],
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+}
+
+// ------------------------------------------------------------------- I/O
+
+/// The daemon's process-wide state: set once by the launcher split.
+static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
 struct Daemon {
     config: Config,
-    role: Role,
-    launcher_pid: Option<i32>,
+    /// The control channel, in a daemon; `None` in a plain process.
     channel: Option<Channel>,
+    launcher: Option<i32>,
     pid_file: Option<PidFile>,
-    state: Mutex<State>,
+    machine: Mutex<Machine>,
+    /// What only the control thread and the shutdown thread touch.
+    shared: Mutex<Shared>,
     /// `started()` writes a byte here to wake the control thread.
     wake: (OwnedFd, OwnedFd),
 }
 
 #[derive(Default)]
-struct State {
-    started: bool,
-    /// `started()` was called; the handshake is still to run.
-    claim_pending: bool,
-    detached_at: Option<Instant>,
-    shutdown_at: Option<Instant>,
-    endpoint: Option<handover::Endpoint>,
+struct Shared {
+    endpoint: Option<Endpoint>,
     /// The shutdown handler running now, for the timeout's log line.
     running_handler: Option<String>,
-    /// The launcher's end closed without a restart.
-    launcher_lost: bool,
 }
 
-static DAEMON: OnceLock<Daemon> = OnceLock::new();
-
-/// The part this process plays in the restart protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    /// Seamless is disabled (no pid file, or an unusable one and
-    /// `OnPidFileError::RunPlain`): a plain process.
-    Plain,
-    /// The daemon: child of a launcher, runs the user's code.
-    Daemon,
+/// Start-up of the daemon, the launcher's child.
+pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<Session, Error> {
+    if nix::unistd::getppid().as_raw() != launcher {
+        // The launcher died before we got here (say, a SIGKILL during
+        // start-up). Becoming a launcher ourselves would fork a grandchild
+        // nobody supervises; the supervisor is already starting a new one.
+        return Err(Error::LauncherGone { launcher });
+    }
+    let channel = Channel::from_inherited(fd).map_err(Error::ControlChannel)?;
+    let pid_file = open_pid_file(&config);
+    net::set_origin(net::Origin {
+        endpoint: config.pid_file.as_deref().map(handover::endpoint_path),
+        launcher: Some(launcher),
+    });
+    let machine = Machine::new(&config, true);
+    let daemon = install(Daemon {
+        config,
+        channel: Some(channel),
+        launcher: Some(launcher),
+        pid_file,
+        machine: Mutex::new(machine),
+        shared: Mutex::default(),
+        wake: wake_pipe()?,
+    });
+    spawn_control(daemon, &BLOCKED_IN_CHILD)?;
+    Ok(Session { finished: false })
 }
 
-/// The pid file of this daemon, if seamless is active (for `net`).
-pub(crate) fn pid_file() -> Option<&'static std::path::Path> {
-    let daemon = DAEMON.get().filter(|d| d.role == Role::Daemon)?;
-    daemon.config.pid_file.as_deref()
-}
-
-/// The pid of this daemon's launcher, if this process is a daemon (for
-/// `net`: systemd's `LISTEN_PID` names the launcher).
-pub(crate) fn launcher_pid() -> Option<i32> {
-    DAEMON.get()?.launcher_pid
+/// Start-up of a plain process (seamless disabled).
+pub(crate) fn start_plain(config: Config) -> Result<Session, Error> {
+    net::set_origin(net::Origin::default());
+    let machine = Machine::new(&config, false);
+    let daemon = install(Daemon {
+        config,
+        channel: None,
+        launcher: None,
+        pid_file: None,
+        machine: Mutex::new(machine),
+        shared: Mutex::default(),
+        wake: wake_pipe()?,
+    });
+    spawn_control(daemon, &[libc::SIGTERM, libc::SIGINT])?;
+    Ok(Session { finished: false })
 }
 
 fn install(daemon: Daemon) -> &'static Daemon {
@@ -94,59 +316,9 @@ fn install(daemon: Daemon) -> &'static Daemon {
     DAEMON.get().expect("just set")
 }
 
-/// Start-up of the daemon, the launcher's child.
-pub(crate) fn start_daemon(config: Config, launcher_pid: i32, fd: RawFd) -> Session {
-    if nix::unistd::getppid().as_raw() != launcher_pid {
-        // The launcher died before we got here (say, a SIGKILL during
-        // start-up). Becoming a launcher ourselves would fork a grandchild
-        // nobody supervises; the supervisor is already starting a new one.
-        report::error!("launcher {launcher_pid} is gone before its daemon started; exiting");
-        std::process::exit(1);
-    }
-    let channel = match Channel::from_inherited(fd) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            report::error!("cannot use the control channel from the launcher: {e}; exiting");
-            std::process::exit(1);
-        }
-    };
-    let pid_file = open_pid_file(&config);
-    let daemon = install(Daemon {
-        config,
-        role: Role::Daemon,
-        launcher_pid: Some(launcher_pid),
-        channel,
-        pid_file,
-        state: Mutex::new(State::default()),
-        wake: wake_pipe(),
-    });
-    spawn_control(daemon, &launcher::BLOCKED_IN_CHILD);
-    Session { finished: false }
-}
-
-/// Start-up of a plain process (seamless disabled).
-pub(crate) fn start_plain(config: Config) -> Session {
-    let daemon = install(Daemon {
-        config,
-        role: Role::Plain,
-        launcher_pid: None,
-        channel: None,
-        pid_file: None,
-        state: Mutex::new(State::default()),
-        wake: wake_pipe(),
-    });
-    spawn_control(daemon, &[libc::SIGTERM, libc::SIGINT]);
-    Session { finished: false }
-}
-
-fn wake_pipe() -> (OwnedFd, OwnedFd) {
-    match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK) {
-        Ok(pipe) => pipe,
-        Err(e) => {
-            report::error!("cannot create the control thread's pipe: {e}; exiting");
-            std::process::exit(1);
-        }
-    }
+fn wake_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(|e| Error::Thread(e.into()))
 }
 
 fn open_pid_file(config: &Config) -> Option<PidFile> {
@@ -160,263 +332,185 @@ fn open_pid_file(config: &Config) -> Option<PidFile> {
     }
 }
 
-fn spawn_control(daemon: &'static Daemon, caught: &[i32]) {
-    let signals = match SignalPipe::install(caught) {
-        Ok(s) => s,
-        Err(e) => {
-            report::error!("cannot install signal handlers: {e}; exiting");
-            std::process::exit(1);
-        }
-    };
+fn spawn_control(daemon: &'static Daemon, caught: &[i32]) -> Result<(), Error> {
+    let signals = SignalPipe::install(caught).map_err(Error::Signals)?;
     // Signals that arrived while the launcher kept them blocked are
     // delivered now, into the pipe, and handled by the control thread.
-    if let Err(e) = signals::unblock(caught) {
-        report::error!("cannot unblock signals: {e}");
-    }
-    let spawned = std::thread::Builder::new()
+    signals::unblock(caught).map_err(Error::Signals)?;
+    std::thread::Builder::new()
         .name("seamless-control".into())
-        .spawn(move || daemon.control_loop(signals));
-    if let Err(e) = spawned {
-        report::error!("cannot start the seamless control thread: {e}; exiting");
-        std::process::exit(1);
-    }
+        .spawn(move || daemon.control_loop(signals))
+        .map_err(Error::Thread)?;
+    Ok(())
 }
 
 impl Daemon {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn machine(&self) -> MutexGuard<'_, Machine> {
+        self.machine.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Whether the launcher's end should still be polled.
-    fn attached(&self) -> bool {
-        let state = self.lock();
-        self.channel.is_some() && state.detached_at.is_none() && !state.launcher_lost
+    fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn control_loop(&'static self, signals: SignalPipe) {
+    fn control_loop(&'static self, signals: SignalPipe) -> ! {
         loop {
-            let attached = self.attached();
-            {
-                let mut fds = vec![
-                    PollFd::new(signals.fd(), PollFlags::POLLIN),
-                    PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
-                ];
-                if let (true, Some(channel)) = (attached, &self.channel) {
-                    fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
-                }
-                match nix::poll::poll(&mut fds, self.poll_timeout()) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => {
-                        report::error!("seamless control poll failed: {e}");
-                        std::thread::sleep(std::time::Duration::from_millis(100));
-                    }
-                }
+            let (deadline, attached) = {
+                let machine = self.machine();
+                (machine.next_deadline(), machine.attached)
+            };
+            let timeout =
+                sys::poll_timeout(deadline.map(|d| d.saturating_duration_since(Instant::now())));
+            self.wait(&signals, attached, timeout);
+            // `started()` first: a restart requested at the same moment
+            // finds this generation started.
+            let mut events = Vec::new();
+            if self.woken() {
+                events.push(Event::Started);
             }
-            self.run_pending_claim();
             for delivery in signals.drain() {
-                match delivery.signal {
-                    libc::SIGUSR2 => self.request_restart("SIGUSR2"),
-                    signal => self.begin_shutdown(&format!("received {}", signals::name(signal))),
-                }
+                events.push(match delivery.signal {
+                    libc::SIGUSR2 => Event::RestartRequested("SIGUSR2"),
+                    signal => Event::Terminate(format!("received {}", signals::name(signal))),
+                });
             }
             if attached {
-                self.read_channel();
+                events.extend(self.read_channel());
             }
-            self.check_deadlines();
+            events.push(Event::Tick);
+            for event in events {
+                let actions = self.machine().step(event, Instant::now());
+                for action in actions {
+                    self.carry_out(action);
+                }
+            }
         }
     }
 
-    fn read_channel(&'static self) {
-        let Some(channel) = &self.channel else { return };
+    fn wait(&self, signals: &SignalPipe, attached: bool, timeout: nix::poll::PollTimeout) {
+        let mut fds = vec![
+            PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
+        ];
+        if let (true, Some(channel)) = (attached, &self.channel) {
+            fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
+        }
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => {
+                report::error!("seamless control poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Whether `started()` wrote to the wake-up pipe (drained here).
+    fn woken(&self) -> bool {
+        let mut drained = [0u8; 64];
+        let mut woken = false;
+        while matches!(nix::unistd::read(&self.wake.0, &mut drained), Ok(n) if n > 0) {
+            woken = true;
+        }
+        woken
+    }
+
+    fn read_channel(&self) -> Vec<Event> {
+        let Some(channel) = &self.channel else {
+            return Vec::new();
+        };
+        let mut events = Vec::new();
         loop {
             match channel.receive() {
-                Received::Message(Message::RestartRequested) => {
-                    self.request_restart("the launcher (SIGTERM from the supervisor)")
-                }
+                Received::Message(Message::RestartRequested) => events.push(
+                    Event::RestartRequested("the launcher (SIGTERM from the supervisor)"),
+                ),
                 Received::Message(_) => {}
-                Received::Nothing => return,
+                Received::Nothing => return events,
                 Received::Closed => {
-                    let was_detached = {
-                        let mut state = self.lock();
-                        state.launcher_lost = true;
-                        state.detached_at.is_some()
-                    };
-                    if !was_detached {
-                        self.begin_shutdown("the launcher is gone");
-                    }
-                    return;
+                    events.push(Event::LauncherLost);
+                    return events;
                 }
             }
         }
     }
 
-    fn poll_timeout(&self) -> PollTimeout {
-        let state = self.lock();
-        let mut deadline = None;
-        if let (Some(at), None) = (state.detached_at, state.shutdown_at) {
-            deadline = Some(at + self.config.handover_timeout);
-        }
-        if let (Some(at), Some(limit)) = (state.shutdown_at, self.config.shutdown_timeout) {
-            deadline = Some(at + limit);
-        }
-        signals::poll_timeout(deadline.map(|d| d.saturating_duration_since(Instant::now())))
-    }
-
-    fn check_deadlines(&'static self) {
-        let now = Instant::now();
-        let (handover_due, shutdown_overdue) = {
-            let state = self.lock();
-            let handover_due = matches!((state.detached_at, state.shutdown_at),
-                (Some(at), None) if now >= at + self.config.handover_timeout);
-            let overdue = match (state.shutdown_at, self.config.shutdown_timeout) {
-                (Some(at), Some(limit)) if now >= at + limit => {
-                    Some((limit, state.running_handler.clone()))
-                }
-                _ => None,
-            };
-            (handover_due, overdue)
-        };
-        if handover_due {
-            self.begin_shutdown(&format!(
-                "no new generation took over within handover_timeout ({:?})",
-                self.config.handover_timeout
-            ));
-        }
-        if let Some((limit, handler)) = shutdown_overdue {
-            match handler {
-                Some(name) if !HANDLERS_DONE.is_open() => report::error!(
-                    "shutdown_timeout ({limit:?}) passed while shutdown handler {name} was still running; exiting"
-                ),
-                _ => report::error!(
-                    "shutdown_timeout ({limit:?}) passed and main has not returned; exiting"
-                ),
+    fn carry_out(&'static self, action: Action) {
+        match action {
+            Action::RunShutdownRequestHandlers => {
+                handlers::run(Stage::ShutdownRequest, Vec::new(), &|_| {});
             }
-            self.release();
-            std::process::exit(1);
-        }
-    }
-
-    /// Stage 1.
-    fn request_restart(&'static self, by: &str) {
-        if self.role != Role::Daemon {
-            return;
-        }
-        {
-            let state = self.lock();
-            if state.detached_at.is_some() || state.shutdown_at.is_some() {
-                report::debug!("restart requested by {by} again: ignored");
-                return;
-            }
-        }
-        report::info!("restart requested by {by}: preparing (stage 1)");
-        handlers::run(Stage::ShutdownRequest, Vec::new(), &|_| {});
-        {
-            let mut state = self.lock();
-            if state.shutdown_at.is_some() {
-                return;
-            }
-            if !state.started {
-                // Never took over: make sure the generation that will call
-                // started() TERMs this one too, not only the one in the pid
-                // file.
+            Action::RecordDetached => {
                 if let Some(pid_file) = &self.pid_file {
                     if let Err(e) = pid_file.add_detached() {
                         report::warning!("cannot record this generation in the pid file: {e}");
                     }
                 }
             }
-            if let Some(path) = &self.config.pid_file {
-                match handover::open_endpoint(&handover::endpoint_path(path)) {
-                    Ok(endpoint) => state.endpoint = Some(endpoint),
+            Action::OpenEndpoint => {
+                let Some(path) = &self.config.pid_file else {
+                    return;
+                };
+                let path = handover::endpoint_path(path);
+                match handover::open_endpoint(&path, net::registry().clone()) {
+                    Ok(endpoint) => self.shared().endpoint = Some(endpoint),
                     Err(e) => report::warning!(
-                        "cannot open the listener handover endpoint: {e}; the next generation binds afresh"
+                        "cannot open the listener handover endpoint {}: {e}; the next generation binds afresh",
+                        path.display()
                     ),
                 }
             }
-            state.detached_at = Some(Instant::now());
-        }
-        if let Some(channel) = &self.channel {
-            if let Err(e) = channel.send(Message::Detached) {
-                report::debug!("cannot tell the launcher: {e}");
-            }
-        }
-        if let (Some(signal), Some(launcher)) = (self.config.parent_signal, self.launcher_pid) {
-            if nix::unistd::getppid().as_raw() == launcher {
-                if let Ok(sig) = nix::sys::signal::Signal::try_from(signal) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), sig);
+            Action::Send(message) => {
+                if let Some(channel) = &self.channel {
+                    if let Err(e) = channel.send(message) {
+                        report::debug!("cannot tell the launcher {message:?}: {e}");
+                    }
                 }
             }
-        }
-    }
-
-    /// Stage 2, the caller's part: mark it and wake the control thread.
-    fn started(&self) {
-        if self.role != Role::Daemon {
-            return;
-        }
-        let mut state = self.lock();
-        if state.started {
-            return;
-        }
-        if state.detached_at.is_some() || state.shutdown_at.is_some() {
-            report::info!(
-                "started() called after this generation was asked to restart: a newer generation takes over"
-            );
-            return;
-        }
-        state.started = true;
-        state.claim_pending = true;
-        drop(state);
-        let _ = nix::unistd::write(&self.wake.1, &[1]);
-    }
-
-    /// Stage 2, on the control thread: the pid file handshake, then tell
-    /// the launcher (which reports READY=1 to systemd). A stage 1 that
-    /// comes later sees `started` and leaves the pid file alone: this
-    /// generation is then the newest on record, and the next one TERMs it.
-    fn run_pending_claim(&self) {
-        let mut drained = [0u8; 64];
-        while matches!(nix::unistd::read(&self.wake.0, &mut drained), Ok(n) if n > 0) {}
-        if !std::mem::take(&mut self.lock().claim_pending) {
-            return;
-        }
-        if let Some(pid_file) = &self.pid_file {
-            match pid_file.claim() {
-                Ok(claimed) => claimed.report(),
-                Err(e) => report::error!("pid file handshake failed: {e}"),
+            Action::SignalParent => {
+                if let (Some(signal), Some(launcher)) = (self.config.parent_signal, self.launcher) {
+                    if nix::unistd::getppid().as_raw() == launcher {
+                        let _ =
+                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), signal);
+                    }
+                }
+            }
+            Action::Claim => {
+                if let Some(pid_file) = &self.pid_file {
+                    match pid_file.claim() {
+                        Ok(claimed) => claimed.report(),
+                        Err(e) => report::error!("pid file handshake failed: {e}"),
+                    }
+                }
+            }
+            Action::BeginShutdown(reason) => self.begin_shutdown(&reason),
+            Action::GiveUp(limit) => {
+                match self.shared().running_handler.clone() {
+                    Some(name) if !HANDLERS_DONE.is_open() => report::error!(
+                        "shutdown_timeout ({limit:?}) passed while shutdown handler {name} was still running; exiting"
+                    ),
+                    _ => report::error!(
+                        "shutdown_timeout ({limit:?}) passed and main has not returned; exiting"
+                    ),
+                }
+                self.release();
+                std::process::exit(1);
             }
         }
-        if let Some(channel) = &self.channel {
-            let _ = channel.send(Message::Started);
-        }
     }
 
-    /// Stage 3.
+    /// Stage 3: the endpoint closes, `Shutdown` fires, the handlers run.
     fn begin_shutdown(&'static self, reason: &str) {
-        let endpoint = {
-            let mut state = self.lock();
-            if state.shutdown_at.is_some() {
-                report::debug!("{reason}: the shutdown is already under way");
-                return;
-            }
-            state.shutdown_at = Some(Instant::now());
-            state.endpoint.take()
-        };
+        let endpoint = self.shared().endpoint.take();
         drop(endpoint);
         report::info!("graceful shutdown: {reason}");
-        if self.attached() {
-            if let Some(channel) = &self.channel {
-                let _ = channel.send(Message::Stopping);
-            }
-        }
         SHUTDOWN.open();
         let spawned = std::thread::Builder::new()
             .name("seamless-shutdown".into())
             .spawn(move || {
                 handlers::run(Stage::Shutdown, Vec::new(), &|name| {
-                    self.lock().running_handler = Some(name.to_owned());
+                    self.shared().running_handler = Some(name.to_owned());
                 });
-                self.lock().running_handler = None;
+                self.shared().running_handler = None;
                 HANDLERS_DONE.open();
             });
         if let Err(e) = spawned {
@@ -427,7 +521,7 @@ impl Daemon {
 
     /// This generation leaves the pid file and the handover endpoint.
     fn release(&self) {
-        let endpoint = self.lock().endpoint.take();
+        let endpoint = self.shared().endpoint.take();
         drop(endpoint);
         if let Some(pid_file) = &self.pid_file {
             if let Err(e) = pid_file.release() {
@@ -455,16 +549,241 @@ impl Daemon {
 /// ```
 pub fn started() {
     match DAEMON.get() {
-        Some(daemon) => daemon.started(),
+        Some(daemon) => {
+            let _ = nix::unistd::write(&daemon.wake.1, &[1]);
+        }
         None => report::debug!("started() before the launcher split: nothing to do"),
     }
 }
 
-/// The end of `main` (see [`Session`]).
-pub(crate) fn finish() {
-    let Some(daemon) = DAEMON.get() else { return };
-    if SHUTDOWN.is_open() {
-        HANDLERS_DONE.wait();
+/// When the graceful shutdown must be over: its start plus
+/// `shutdown_timeout`, if both are known (for servers that bound their
+/// drain by it).
+#[allow(dead_code)] // for the framework integrations
+pub(crate) fn shutdown_deadline() -> Option<Instant> {
+    let daemon = DAEMON.get()?;
+    let since = daemon.machine().shutdown_since()?;
+    Some(since + daemon.config.shutdown_timeout?)
+}
+
+/// The daemon's side of seamless, from the launcher split to the end of
+/// `main`. Ending it ([`finish`](Session::finish), or dropping it) waits
+/// for the shutdown handlers when a shutdown is under way, then removes
+/// this generation from the pid file.
+///
+/// ```no_run
+/// let session = seamless::Builder::new("/tmp/app.pid").start();
+/// seamless::started();
+/// seamless::shutdown().wait();
+/// session.finish();
+/// ```
+#[must_use = "keep the session until the end of main"]
+#[derive(Debug)]
+pub struct Session {
+    finished: bool,
+}
+
+impl Session {
+    /// Ends the session: see [`Session`].
+    pub fn finish(mut self) {
+        self.end();
     }
-    daemon.release();
+
+    fn end(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let Some(daemon) = DAEMON.get() else { return };
+        if daemon.machine().shutdown_since().is_some() {
+            HANDLERS_DONE.wait();
+        }
+        daemon.release();
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        let mut config = Config::new("/tmp/x.pid".into());
+        config.handover_timeout = Duration::from_secs(10);
+        config.shutdown_timeout = Some(Duration::from_secs(30));
+        config
+    }
+
+    fn daemon() -> Machine {
+        Machine::new(&config(), true)
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn begins_shutdown(actions: &[Action], attached: bool) -> bool {
+        let sends = actions.contains(&Action::Send(Message::Stopping));
+        sends == attached && matches!(actions.last(), Some(Action::BeginShutdown(_)))
+    }
+
+    #[test]
+    fn started_claims_once_and_tells_the_launcher() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        assert_eq!(
+            m.step(Event::Started, t0),
+            [Action::Claim, Action::Send(Message::Started)]
+        );
+        assert_eq!(m.step(Event::Started, t0), []);
+        assert_eq!(m.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_restart_of_a_started_generation_detaches_it() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::Started, t0);
+        assert_eq!(
+            m.step(Event::RestartRequested("test"), t0),
+            [
+                Action::RunShutdownRequestHandlers,
+                Action::OpenEndpoint,
+                Action::Send(Message::Detached)
+            ]
+        );
+        assert_eq!(
+            m.phase,
+            Phase::Detached {
+                since: t0,
+                started: true
+            }
+        );
+        assert_eq!(m.next_deadline(), Some(t0 + 10 * SECOND));
+    }
+
+    #[test]
+    fn a_restart_during_start_up_records_the_generation_as_detached() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        assert_eq!(
+            m.step(Event::RestartRequested("test"), t0),
+            [
+                Action::RunShutdownRequestHandlers,
+                Action::RecordDetached,
+                Action::OpenEndpoint,
+                Action::Send(Message::Detached)
+            ]
+        );
+        // Too late to take over: a newer generation does.
+        assert_eq!(m.step(Event::Started, t0), []);
+    }
+
+    #[test]
+    fn the_parent_signal_follows_the_message() {
+        let mut config = config();
+        config.parent_signal = Some(nix::sys::signal::Signal::SIGUSR1);
+        let mut m = Machine::new(&config, true);
+        let actions = m.step(Event::RestartRequested("test"), Instant::now());
+        assert_eq!(
+            &actions[actions.len() - 2..],
+            [Action::Send(Message::Detached), Action::SignalParent]
+        );
+    }
+
+    #[test]
+    fn a_second_restart_request_is_ignored() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::RestartRequested("test"), t0);
+        assert_eq!(m.step(Event::RestartRequested("again"), t0 + SECOND), []);
+        m.step(Event::Terminate("TERM".into()), t0 + SECOND);
+        assert_eq!(m.step(Event::RestartRequested("late"), t0 + SECOND), []);
+    }
+
+    #[test]
+    fn term_begins_the_shutdown_once() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        let actions = m.step(Event::Terminate("received SIGTERM".into()), t0);
+        assert!(begins_shutdown(&actions, true), "{actions:?}");
+        assert_eq!(m.step(Event::Terminate("again".into()), t0), []);
+        assert_eq!(m.shutdown_since(), Some(t0));
+    }
+
+    #[test]
+    fn term_while_detached_is_the_next_generation_taking_over() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::Started, t0);
+        m.step(Event::RestartRequested("test"), t0);
+        m.step(Event::LauncherLost, t0); // the launcher stepped aside
+        let actions = m.step(Event::Terminate("received SIGTERM".into()), t0 + SECOND);
+        assert!(begins_shutdown(&actions, false), "{actions:?}");
+    }
+
+    #[test]
+    fn no_successor_within_the_handover_timeout_shuts_down() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::RestartRequested("test"), t0);
+        m.step(Event::LauncherLost, t0);
+        assert_eq!(m.step(Event::Tick, t0 + 9 * SECOND), []);
+        let actions = m.step(Event::Tick, t0 + 10 * SECOND);
+        assert!(begins_shutdown(&actions, false), "{actions:?}");
+        assert_eq!(m.next_deadline(), Some(t0 + 40 * SECOND));
+    }
+
+    #[test]
+    fn losing_the_launcher_while_serving_shuts_down() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::Started, t0);
+        let actions = m.step(Event::LauncherLost, t0);
+        assert!(begins_shutdown(&actions, false), "{actions:?}");
+        // Nothing to tell a launcher that is gone.
+        assert_eq!(m.step(Event::Started, t0), []);
+    }
+
+    #[test]
+    fn losing_the_launcher_while_detached_changes_nothing() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::RestartRequested("test"), t0);
+        assert_eq!(m.step(Event::LauncherLost, t0), []);
+        assert!(matches!(m.phase, Phase::Detached { .. }));
+        assert_eq!(m.step(Event::LauncherLost, t0), []);
+    }
+
+    #[test]
+    fn a_restart_after_the_launcher_is_lost_is_ignored() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::LauncherLost, t0);
+        // Already shutting down: stage 1 would detach nothing.
+        assert_eq!(m.step(Event::RestartRequested("SIGUSR2"), t0), []);
+    }
+
+    #[test]
+    fn past_the_shutdown_timeout_the_daemon_gives_up() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::Terminate("TERM".into()), t0);
+        assert_eq!(m.step(Event::Tick, t0 + 29 * SECOND), []);
+        assert_eq!(
+            m.step(Event::Tick, t0 + 30 * SECOND),
+            [Action::GiveUp(30 * SECOND)]
+        );
+    }
+
+    #[test]
+    fn without_a_shutdown_timeout_there_is_no_deadline() {
+        let mut config = config();
+        config.shutdown_timeout = None;
+        let (mut m, t0) = (Machine::new(&config, true), Instant::now());
+        m.step(Event::Terminate("TERM".into()), t0);
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(m.step(Event::Tick, t0 + 3600 * SECOND), []);
+    }
+
+    #[test]
+    fn a_plain_process_only_shuts_down() {
+        let (mut m, t0) = (Machine::new(&config(), false), Instant::now());
+        assert_eq!(m.step(Event::Started, t0), []);
+        assert_eq!(m.step(Event::RestartRequested("SIGUSR2"), t0), []);
+        assert_eq!(m.phase, Phase::Running { started: false });
+        let actions = m.step(Event::Terminate("received SIGINT".into()), t0);
+        assert!(begins_shutdown(&actions, false), "{actions:?}");
+    }
 }

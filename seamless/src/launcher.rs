@@ -2,20 +2,30 @@
 //!
 //! It never runs user code. It installs its signal handling, starts a copy
 //! of the executable as the daemon (with the daemon's end of the control
-//! channel and with TERM, INT and USR2 blocked until the daemon's handlers
-//! exist), runs the `on_child_launch` handlers, then loops on one thread:
+//! channel and with [`BLOCKED_IN_CHILD`] blocked until the daemon's
+//! handlers exist), runs the `on_child_launch` handlers, then loops on one
+//! thread.
+//!
+//! Every decision is made by [`Machine::step`], a pure function of the
+//! state, one [`Event`] and the time, which returns the [`Action`]s to
+//! take; [`Launcher::run`] only waits for events and carries actions out.
+//! The rules:
 //!
 //! - TERM (the supervisor's stop or restart): ask the daemon to prepare a
 //!   restart (stage 1) and give it `prepare_timeout` to answer; a later
-//!   TERM is ignored while that is under way.
-//! - the daemon answers "detached": exit 0, so the supervisor starts the
-//!   next generation while the old one goes on serving.
-//! - no answer in time: TERM the daemon (a plain graceful stop).
+//!   TERM is ignored while that is under way, or once the daemon stops.
+//! - the daemon answers "detached" (or sends the configured parent signal):
+//!   exit 0, so the supervisor starts the next generation while the old
+//!   one goes on serving.
+//! - no answer in time, or the request cannot be sent: TERM the daemon (a
+//!   plain graceful stop).
 //! - the daemon exits: exit with the same status, or die of the same
 //!   signal, so the supervisor sees a crash as a crash.
 //! - any other catchable signal is forwarded to the daemon, except those
 //!   the terminal sent to the whole foreground group (the daemon got them
-//!   too) and those the daemon itself sent.
+//!   too) and those the daemon or the launcher itself sent.
+//! - under systemd, while the daemon stops: extend the stop timeout every
+//!   5 s.
 //!
 //! The daemon is spawned from this, the main, thread, which lives as long
 //! as the launcher.
@@ -23,23 +33,20 @@
 use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::builder::Config;
-use crate::control::{self, Channel, Message, Received};
+use crate::config::Config;
+use crate::control::{self, Channel, Message, Received, BLOCKED_IN_CHILD};
+use crate::error::Error;
 use crate::handlers::{self, Stage};
-use crate::report;
+use crate::notify::Notifier;
 use crate::signals::{self, Delivery, SignalPipe};
-
-/// Signals the daemon starts with blocked; it unblocks them once its own
-/// handlers are installed, so a restart requested during start-up is
-/// neither lost nor fatal.
-pub(crate) const BLOCKED_IN_CHILD: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR2];
+use crate::{report, sys};
 
 /// Every catchable signal the launcher forwards (the original's list, less
 /// SIGILL, SIGFPE and SIGSEGV, which only make sense for the faulting
@@ -69,60 +76,263 @@ const FORWARDED: [i32; 22] = [
     libc::SIGXFSZ,
 ];
 
+/// How often, and by how much, the launcher extends systemd's stop timeout
+/// while the daemon drains.
+const EXTEND_EVERY: Duration = Duration::from_secs(5);
+const EXTEND_BY: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------- machine
+
 /// Where a restart request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// The daemon serves; nothing asked of it.
     Running,
-    /// Asked the daemon to prepare; TERM it at the deadline.
-    Preparing {
-        deadline: Instant,
-    },
-    /// The daemon was told to stop; wait for it to exit.
+    /// Asked the daemon to prepare a restart; TERM it at the deadline.
+    Preparing { deadline: Instant },
+    /// The daemon was told to stop, or began to on its own: wait for it.
     Stopping,
 }
 
-/// Runs the launcher until the daemon detaches or exits; never returns.
-pub(crate) fn run(config: Config, child_launch: Vec<Box<dyn FnOnce() + Send>>) -> ! {
-    match Launcher::start(&config) {
-        Ok(mut launcher) => {
-            handlers::run(Stage::ChildLaunch, child_launch, &|_| {});
-            launcher.run(&config)
-        }
-        Err(e) => {
-            report::error!("cannot start the daemon: {e}");
-            std::process::exit(1);
+/// How the daemon ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Code(i32),
+    Signal(Signal),
+    /// Not our child any more (someone else reaped it).
+    Vanished,
+}
+
+/// What happens to the launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Signal(Delivery),
+    Message(Message),
+    /// The daemon's end of the control channel is closed.
+    ChannelClosed,
+    /// A message could not be sent on the control channel.
+    SendFailed,
+    Exited(Exit),
+    /// Time passed: deadlines are checked.
+    Tick,
+}
+
+/// A systemd notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Notice {
+    Ready,
+    Reloading,
+    Stopping,
+    ExtendTimeout,
+}
+
+/// What the launcher does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Send(Message),
+    Signal(Signal),
+    Notify(Notice),
+    Exit(i32),
+    DieOf(Signal),
+}
+
+/// The launcher's decisions: no I/O, no clock of its own.
+#[derive(Debug)]
+struct Machine {
+    phase: Phase,
+    channel_open: bool,
+    /// While the daemon stops under systemd: when to extend the stop
+    /// timeout next.
+    next_extend: Option<Instant>,
+    daemon: i32,
+    me: i32,
+    parent_signal: Option<Signal>,
+    prepare_timeout: Duration,
+    /// systemd listens (`NOTIFY_SOCKET`).
+    notify: bool,
+}
+
+impl Machine {
+    fn new(config: &Config, daemon: i32, me: i32, notify: bool) -> Machine {
+        Machine {
+            phase: Phase::Running,
+            channel_open: true,
+            next_extend: None,
+            daemon,
+            me,
+            parent_signal: config.parent_signal,
+            prepare_timeout: config.prepare_timeout,
+            notify,
         }
     }
+
+    /// When the next [`Event::Tick`] is due.
+    fn next_deadline(&self) -> Option<Instant> {
+        let prepare = match self.phase {
+            Phase::Preparing { deadline } => Some(deadline),
+            _ => None,
+        };
+        prepare.into_iter().chain(self.next_extend).min()
+    }
+
+    fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
+        match event {
+            Event::Signal(delivery) => self.on_signal(delivery, now),
+            Event::Message(Message::Detached) => self.detached(),
+            Event::Message(Message::Started) => vec![Action::Notify(Notice::Ready)],
+            Event::Message(Message::Stopping) => {
+                let mut actions = vec![Action::Notify(Notice::Stopping)];
+                actions.extend(self.stopping(now));
+                actions
+            }
+            Event::Message(Message::RestartRequested) => Vec::new(),
+            Event::ChannelClosed => {
+                // The daemon is exiting (or closed its end); its exit
+                // status comes with SIGCHLD.
+                self.channel_open = false;
+                Vec::new()
+            }
+            Event::SendFailed => match self.phase {
+                Phase::Preparing { .. } => self.stop_daemon(now),
+                _ => Vec::new(),
+            },
+            Event::Exited(Exit::Code(code)) => {
+                report::debug!("daemon {} exited with status {code}", self.daemon);
+                vec![Action::Exit(code)]
+            }
+            Event::Exited(Exit::Signal(signal)) => {
+                report::warning!("daemon {} was killed by {signal}", self.daemon);
+                vec![Action::DieOf(signal)]
+            }
+            Event::Exited(Exit::Vanished) => {
+                report::error!("daemon {} vanished", self.daemon);
+                vec![Action::Exit(1)]
+            }
+            Event::Tick => self.tick(now),
+        }
+    }
+
+    fn on_signal(&mut self, delivery: Delivery, now: Instant) -> Vec<Action> {
+        let by_process = delivery.sent_by_process();
+        let from_daemon = by_process && delivery.pid == self.daemon;
+        let from_me = by_process && delivery.pid == self.me;
+        let signal = Signal::try_from(delivery.signal).ok();
+        if signal.is_some() && signal == self.parent_signal && from_daemon {
+            return self.detached();
+        }
+        match signal {
+            Some(Signal::SIGCHLD) | None => Vec::new(), // exits come as Event::Exited
+            Some(Signal::SIGTERM) => match self.phase {
+                Phase::Running if self.channel_open => {
+                    report::info!(
+                        "restart requested: asking daemon {} to prepare",
+                        self.daemon
+                    );
+                    self.phase = Phase::Preparing {
+                        deadline: now + self.prepare_timeout,
+                    };
+                    vec![
+                        Action::Notify(Notice::Reloading),
+                        Action::Send(Message::RestartRequested),
+                    ]
+                }
+                Phase::Running => self.stop_daemon(now),
+                _ => {
+                    report::debug!("SIGTERM again while a restart is under way: ignored");
+                    Vec::new()
+                }
+            },
+            // The terminal signalled the whole foreground group, the daemon
+            // included: forwarding would double it.
+            Some(_) if from_daemon || from_me || delivery.sent_by_terminal() => Vec::new(),
+            Some(signal) => vec![Action::Signal(signal)],
+        }
+    }
+
+    fn tick(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        if let Phase::Preparing { deadline } = self.phase {
+            if now >= deadline {
+                report::warning!(
+                    "daemon {} did not prepare its restart within {:?}; sending it SIGTERM",
+                    self.daemon,
+                    self.prepare_timeout
+                );
+                actions.extend(self.stop_daemon(now));
+            }
+        }
+        if let Some(at) = self.next_extend {
+            if now >= at {
+                actions.push(Action::Notify(Notice::ExtendTimeout));
+                self.next_extend = Some(at + EXTEND_EVERY);
+            }
+        }
+        actions
+    }
+
+    /// TERM the daemon: a plain graceful stop.
+    fn stop_daemon(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = vec![Action::Signal(Signal::SIGTERM)];
+        actions.extend(self.stopping(now));
+        actions
+    }
+
+    /// The daemon stops: wait for it, keeping systemd's stop timeout
+    /// extended while it drains.
+    fn stopping(&mut self, now: Instant) -> Vec<Action> {
+        self.phase = Phase::Stopping;
+        if self.notify && self.next_extend.is_none() {
+            self.next_extend = Some(now);
+            return self.tick(now);
+        }
+        Vec::new()
+    }
+
+    /// The daemon finished stage 1: step aside so the supervisor starts the
+    /// next generation.
+    fn detached(&mut self) -> Vec<Action> {
+        report::info!(
+            "daemon {} is ready for its successor; launcher exits",
+            self.daemon
+        );
+        vec![Action::Notify(Notice::Stopping), Action::Exit(0)]
+    }
+}
+
+// ------------------------------------------------------------------- I/O
+
+/// Runs the launcher until the daemon detaches or exits; returns only if
+/// the daemon could not be started.
+pub(crate) fn run(
+    config: &Config,
+    child_launch: Vec<Box<dyn FnOnce() + Send>>,
+) -> Result<std::convert::Infallible, Error> {
+    let mut launcher = Launcher::start(config)?;
+    handlers::run(Stage::ChildLaunch, child_launch, &|_| {});
+    launcher.run()
 }
 
 struct Launcher {
     signals: SignalPipe,
     channel: Option<Channel>,
     child: Pid,
-    phase: Phase,
-    notify: crate::notify::Notifier,
-    /// While the daemon drains under systemd: when to extend the stop
-    /// timeout next.
-    next_extend: Option<Instant>,
+    notifier: Notifier,
+    machine: Machine,
 }
 
-/// How often, and by how much, the launcher extends systemd's stop timeout
-/// while the daemon drains.
-const EXTEND_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
-const EXTEND_BY: std::time::Duration = std::time::Duration::from_secs(15);
-
 impl Launcher {
-    fn start(config: &Config) -> std::io::Result<Launcher> {
+    fn start(config: &Config) -> Result<Launcher, Error> {
         // Handlers first: a TERM that arrives while the daemon starts must
         // find them in place.
         let mut caught = vec![libc::SIGTERM, libc::SIGCHLD];
         caught.extend(FORWARDED);
         if let Some(s) = config.parent_signal {
-            if !caught.contains(&s) {
-                caught.push(s);
+            if !caught.contains(&(s as i32)) {
+                caught.push(s as i32);
             }
         }
-        let signals = SignalPipe::install(&caught)?;
-        let (ours, theirs) = Channel::pair()?;
+        let signals = SignalPipe::install(&caught).map_err(Error::Signals)?;
+        let (ours, theirs) = Channel::pair().map_err(Error::ControlChannel)?;
         let child_fd = theirs.raw_fd();
 
         let mut args = std::env::args_os();
@@ -152,182 +362,318 @@ impl Launcher {
                 Ok(())
             });
         }
-        let child = command.spawn()?;
+        let child = command.spawn().map_err(Error::Spawn)?;
         drop(theirs);
         let child = Pid::from_raw(child.id() as i32);
         report::debug!("launcher {} started daemon {child}", std::process::id());
+        let notifier = Notifier::from_env();
+        let machine = Machine::new(
+            config,
+            child.as_raw(),
+            std::process::id() as i32,
+            notifier.is_active(),
+        );
         Ok(Launcher {
             signals,
             channel: Some(ours),
             child,
-            phase: Phase::Running,
-            notify: crate::notify::Notifier::from_env(),
-            next_extend: None,
+            notifier,
+            machine,
         })
     }
 
-    fn run(&mut self, config: &Config) -> ! {
+    fn run(&mut self) -> ! {
         loop {
-            let deadline = match self.phase {
-                Phase::Preparing { deadline } => Some(deadline),
-                _ => None,
-            };
-            let next = deadline.into_iter().chain(self.next_extend).min();
+            let next = self.machine.next_deadline();
             let timeout =
-                signals::poll_timeout(next.map(|at| at.saturating_duration_since(Instant::now())));
-            let ready_signals;
-            let mut ready_channel = false;
-            {
-                let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
-                if let Some(c) = &self.channel {
-                    fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
-                }
-                match nix::poll::poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => report::error!("launcher poll failed: {e}"),
-                }
-                let any = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
-                ready_signals = any(&fds[0]);
-                if fds.len() > 1 {
-                    ready_channel = any(&fds[1]);
-                }
-            }
+                sys::poll_timeout(next.map(|at| at.saturating_duration_since(Instant::now())));
+            let (ready_signals, ready_channel) = self.wait(timeout);
+            let mut events = Vec::new();
             if ready_signals {
-                for delivery in self.signals.drain() {
-                    self.on_signal(delivery, config);
-                }
+                events.extend(self.signals.drain().into_iter().map(Event::Signal));
             }
             if ready_channel {
-                self.on_channel();
+                events.extend(self.read_channel());
             }
-            if let Phase::Preparing { deadline } = self.phase {
-                if Instant::now() >= deadline {
-                    report::warning!(
-                        "daemon {} did not prepare its restart within {:?}; sending it SIGTERM",
-                        self.child,
-                        config.prepare_timeout
-                    );
-                    self.send(Signal::SIGTERM);
-                    self.stopping();
-                }
+            events.push(Event::Tick);
+            events.extend(self.reap());
+            for event in events {
+                let actions = self.machine.step(event, Instant::now());
+                self.carry_out(actions);
             }
-            if let Some(at) = self.next_extend {
-                if Instant::now() >= at {
-                    self.notify.extend_timeout(EXTEND_BY);
-                    self.next_extend = Some(at + EXTEND_EVERY);
-                }
-            }
-            self.reap();
         }
     }
 
-    fn on_signal(&mut self, delivery: Delivery, config: &Config) {
-        let from_child = delivery.sent_by_process() && delivery.pid == self.child.as_raw();
-        let from_self = delivery.sent_by_process() && delivery.pid == std::process::id() as i32;
-        if Some(delivery.signal) == config.parent_signal && from_child {
-            self.detached();
+    fn wait(&self, timeout: nix::poll::PollTimeout) -> (bool, bool) {
+        let mut fds = vec![PollFd::new(self.signals.fd(), PollFlags::POLLIN)];
+        if let Some(c) = &self.channel {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
         }
-        match delivery.signal {
-            libc::SIGCHLD => {} // reaped below
-            libc::SIGTERM => match self.phase {
-                Phase::Running => {
-                    report::info!("restart requested: asking daemon {} to prepare", self.child);
-                    self.notify.reloading();
-                    let asked = self
-                        .channel
-                        .as_ref()
-                        .map(|c| c.send(Message::RestartRequested));
-                    if matches!(asked, Some(Ok(()))) {
-                        self.phase = Phase::Preparing {
-                            deadline: Instant::now() + config.prepare_timeout,
-                        };
-                    } else {
-                        self.send(Signal::SIGTERM);
-                        self.stopping();
+        match nix::poll::poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => report::error!("launcher poll failed: {e}"),
+        }
+        let any = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
+        (any(&fds[0]), fds.get(1).is_some_and(any))
+    }
+
+    fn read_channel(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(channel) = &self.channel {
+            match channel.receive() {
+                Received::Message(message) => events.push(Event::Message(message)),
+                Received::Nothing => break,
+                Received::Closed => {
+                    self.channel = None;
+                    events.push(Event::ChannelClosed);
+                }
+            }
+        }
+        events
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::Send(message) => {
+                    let sent = self.channel.as_ref().map(|c| c.send(message));
+                    if !matches!(sent, Some(Ok(()))) {
+                        let more = self.machine.step(Event::SendFailed, Instant::now());
+                        self.carry_out(more);
                     }
                 }
-                _ => report::debug!("SIGTERM again while a restart is under way: ignored"),
-            },
-            signal => {
-                if from_child || from_self || delivery.sent_by_terminal() {
-                    // The terminal signalled the whole foreground group, the
-                    // daemon included: forwarding would double it.
-                    return;
+                Action::Signal(signal) => {
+                    if let Err(e) = kill(self.child, signal) {
+                        report::debug!("cannot send {signal} to daemon {}: {e}", self.child);
+                    }
                 }
-                if let Ok(sig) = Signal::try_from(signal) {
-                    self.send(sig);
-                }
+                Action::Notify(Notice::Ready) => self.notifier.ready(),
+                Action::Notify(Notice::Reloading) => self.notifier.reloading(),
+                Action::Notify(Notice::Stopping) => self.notifier.stopping(),
+                Action::Notify(Notice::ExtendTimeout) => self.notifier.extend_timeout(EXTEND_BY),
+                Action::Exit(code) => std::process::exit(code),
+                Action::DieOf(signal) => signals::die_of(signal as i32),
             }
         }
     }
 
-    fn on_channel(&mut self) {
+    /// The daemon's exit, if it has exited.
+    fn reap(&self) -> Option<Event> {
         loop {
-            let Some(channel) = &self.channel else { return };
-            match channel.receive() {
-                Received::Message(Message::Detached) => self.detached(),
-                Received::Message(Message::Started) => self.notify.ready(),
-                Received::Message(Message::Stopping) => {
-                    self.notify.stopping();
-                    self.stopping();
-                }
-                Received::Message(Message::RestartRequested) => {}
-                Received::Nothing => return,
-                Received::Closed => {
-                    // The daemon is exiting (or closed its end); its exit
-                    // status comes with SIGCHLD.
-                    self.channel = None;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The daemon was told to stop, or began to on its own: wait for it,
-    /// keeping systemd's stop timeout extended while it drains.
-    fn stopping(&mut self) {
-        self.phase = Phase::Stopping;
-        if self.notify.is_active() && self.next_extend.is_none() {
-            self.next_extend = Some(Instant::now());
-        }
-    }
-
-    /// The daemon finished stage 1: step aside so the supervisor starts the
-    /// next generation.
-    fn detached(&mut self) -> ! {
-        report::info!(
-            "daemon {} is ready for its successor; launcher exits",
-            self.child
-        );
-        self.notify.stopping();
-        std::process::exit(0)
-    }
-
-    fn send(&self, signal: Signal) {
-        if let Err(e) = kill(self.child, signal) {
-            report::debug!("cannot send {signal} to daemon {}: {e}", self.child);
-        }
-    }
-
-    /// Collects the daemon's exit, if it has exited, and passes it on.
-    fn reap(&mut self) {
-        loop {
-            match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => {
-                    report::debug!("daemon {} exited with status {code}", self.child);
-                    std::process::exit(code)
-                }
-                Ok(WaitStatus::Signaled(_, signal, _)) => {
-                    report::warning!("daemon {} was killed by {signal}", self.child);
-                    signals::die_of(signal as i32)
-                }
+            return match waitpid(self.child, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(_, code)) => Some(Event::Exited(Exit::Code(code))),
+                Ok(WaitStatus::Signaled(_, signal, _)) => Some(Event::Exited(Exit::Signal(signal))),
                 Err(nix::errno::Errno::EINTR) => continue,
-                Err(nix::errno::Errno::ECHILD) => {
-                    report::error!("daemon {} vanished", self.child);
-                    std::process::exit(1)
-                }
-                _ => return, // still running, or only stopped/continued
-            }
+                Err(nix::errno::Errno::ECHILD) => Some(Event::Exited(Exit::Vanished)),
+                _ => None, // still running, or only stopped/continued
+            };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAEMON: i32 = 200;
+    const ME: i32 = 100;
+
+    fn machine(notify: bool, parent_signal: Option<Signal>) -> Machine {
+        let mut config = Config::new("/tmp/x.pid".into());
+        config.parent_signal = parent_signal;
+        config.prepare_timeout = Duration::from_secs(10);
+        Machine::new(&config, DAEMON, ME, notify)
+    }
+
+    fn from(pid: i32, signal: Signal) -> Event {
+        Event::Signal(Delivery {
+            signal: signal as i32,
+            code: libc::SI_USER,
+            pid,
+        })
+    }
+
+    fn from_terminal(signal: Signal) -> Event {
+        Event::Signal(Delivery {
+            signal: signal as i32,
+            code: libc::SI_KERNEL,
+            pid: 0,
+        })
+    }
+
+    const SUPERVISOR: i32 = 1;
+
+    #[test]
+    fn term_asks_the_daemon_to_prepare_with_a_deadline() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        let actions = m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        assert_eq!(
+            actions,
+            [
+                Action::Notify(Notice::Reloading),
+                Action::Send(Message::RestartRequested)
+            ]
+        );
+        assert_eq!(m.next_deadline(), Some(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn detached_exits_zero() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        assert_eq!(
+            m.step(Event::Message(Message::Detached), t0),
+            [Action::Notify(Notice::Stopping), Action::Exit(0)]
+        );
+    }
+
+    #[test]
+    fn a_second_term_while_preparing_or_stopping_is_ignored() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        assert_eq!(m.step(from(SUPERVISOR, Signal::SIGTERM), t0), []);
+        m.step(Event::Tick, t0 + Duration::from_secs(11));
+        assert_eq!(m.phase, Phase::Stopping);
+        assert_eq!(m.step(from(SUPERVISOR, Signal::SIGTERM), t0), []);
+    }
+
+    #[test]
+    fn no_answer_in_time_terms_the_daemon_once() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        assert_eq!(m.step(Event::Tick, t0 + Duration::from_secs(9)), []);
+        assert_eq!(
+            m.step(Event::Tick, t0 + Duration::from_secs(10)),
+            [Action::Signal(Signal::SIGTERM)]
+        );
+        assert_eq!(m.step(Event::Tick, t0 + Duration::from_secs(20)), []);
+        assert_eq!(m.next_deadline(), None);
+    }
+
+    #[test]
+    fn an_unsendable_request_terms_the_daemon() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        assert_eq!(
+            m.step(Event::SendFailed, t0),
+            [Action::Signal(Signal::SIGTERM)]
+        );
+        assert_eq!(m.phase, Phase::Stopping);
+    }
+
+    #[test]
+    fn term_after_the_channel_closed_is_a_plain_stop() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(Event::ChannelClosed, t0);
+        assert_eq!(
+            m.step(from(SUPERVISOR, Signal::SIGTERM), t0),
+            [Action::Signal(Signal::SIGTERM)]
+        );
+    }
+
+    #[test]
+    fn the_daemon_exiting_while_a_restart_is_prepared_passes_its_status_on() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        m.step(Event::ChannelClosed, t0);
+        assert_eq!(m.step(Event::Exited(Exit::Code(3)), t0), [Action::Exit(3)]);
+        assert_eq!(
+            m.step(Event::Exited(Exit::Signal(Signal::SIGKILL)), t0),
+            [Action::DieOf(Signal::SIGKILL)]
+        );
+        assert_eq!(m.step(Event::Exited(Exit::Vanished), t0), [Action::Exit(1)]);
+    }
+
+    #[test]
+    fn signals_are_forwarded_unless_doubled() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        assert_eq!(
+            m.step(from(SUPERVISOR, Signal::SIGHUP), t0),
+            [Action::Signal(Signal::SIGHUP)]
+        );
+        assert_eq!(
+            m.step(from(SUPERVISOR, Signal::SIGUSR2), t0),
+            [Action::Signal(Signal::SIGUSR2)]
+        );
+        assert_eq!(m.step(from_terminal(Signal::SIGINT), t0), []);
+        assert_eq!(m.step(from(DAEMON, Signal::SIGUSR1), t0), []);
+        assert_eq!(m.step(from(ME, Signal::SIGUSR1), t0), []);
+        assert_eq!(m.step(from(DAEMON, Signal::SIGCHLD), t0), []);
+        assert_eq!(m.phase, Phase::Running);
+    }
+
+    #[test]
+    fn the_parent_signal_counts_only_from_the_daemon() {
+        let (mut m, t0) = (machine(false, Some(Signal::SIGUSR1)), Instant::now());
+        assert_eq!(
+            m.step(from(SUPERVISOR, Signal::SIGUSR1), t0),
+            [Action::Signal(Signal::SIGUSR1)]
+        );
+        assert_eq!(
+            m.step(from(DAEMON, Signal::SIGUSR1), t0),
+            [Action::Notify(Notice::Stopping), Action::Exit(0)]
+        );
+        // The kernel's SIGCHLD for a dead or stopped child is not "ready".
+        let mut m = machine(false, Some(Signal::SIGCHLD));
+        let kernel = Event::Signal(Delivery {
+            signal: libc::SIGCHLD,
+            code: libc::CLD_EXITED,
+            pid: DAEMON,
+        });
+        assert_eq!(m.step(kernel, t0), []);
+    }
+
+    #[test]
+    fn started_and_stopping_are_reported_to_systemd() {
+        let (mut m, t0) = (machine(true, None), Instant::now());
+        assert_eq!(
+            m.step(Event::Message(Message::Started), t0),
+            [Action::Notify(Notice::Ready)]
+        );
+        assert_eq!(
+            m.step(Event::Message(Message::Stopping), t0),
+            [
+                Action::Notify(Notice::Stopping),
+                Action::Notify(Notice::ExtendTimeout)
+            ]
+        );
+        assert_eq!(m.next_deadline(), Some(t0 + EXTEND_EVERY));
+        assert_eq!(m.step(Event::Tick, t0 + Duration::from_secs(1)), []);
+        assert_eq!(
+            m.step(Event::Tick, t0 + EXTEND_EVERY),
+            [Action::Notify(Notice::ExtendTimeout)]
+        );
+        assert_eq!(m.next_deadline(), Some(t0 + EXTEND_EVERY * 2));
+    }
+
+    #[test]
+    fn without_systemd_nothing_is_extended() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        m.step(Event::Message(Message::Stopping), t0);
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(m.step(Event::Tick, t0 + Duration::from_secs(60)), []);
+    }
+
+    #[test]
+    fn a_timed_out_prepare_under_systemd_extends_the_stop() {
+        let (mut m, t0) = (machine(true, None), Instant::now());
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        let at = t0 + Duration::from_secs(10);
+        assert_eq!(
+            m.step(Event::Tick, at),
+            [
+                Action::Signal(Signal::SIGTERM),
+                Action::Notify(Notice::ExtendTimeout)
+            ]
+        );
+    }
+
+    #[test]
+    fn the_channel_closing_changes_nothing_but_the_next_term() {
+        let (mut m, t0) = (machine(false, None), Instant::now());
+        assert_eq!(m.step(Event::ChannelClosed, t0), []);
+        assert_eq!(m.step(Event::Message(Message::RestartRequested), t0), []);
+        assert_eq!(m.step(Event::SendFailed, t0), []);
+        assert_eq!(m.phase, Phase::Running);
     }
 }

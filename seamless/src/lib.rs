@@ -83,22 +83,29 @@
 //!   launcher never sees the user's logger, so without one, warnings and
 //!   errors go to stderr.
 
-mod builder;
-mod control;
-mod daemon;
-mod handlers;
-mod handover;
-mod launcher;
-pub mod net;
-mod notify;
-mod pidfile;
-mod procfs;
-mod report;
-mod shutdown;
-mod signals;
+// The module map, from the top down; a module imports only modules below
+// it (see ARCHITECTURE.md).
+mod builder; // the launcher split: Builder, try_start, start
+mod config; // settings
+mod control; // the launcher–daemon contract
+mod daemon; // the daemon's stages and Session
+mod error; // the start-up error
+mod handlers; // handler registry
+mod handover; // the endpoint between generations
+mod launcher; // the launcher process
+pub mod net; // named sockets and their registry
+mod notify; // sd_notify
+mod pidfile; // the pid file handshake
+mod procfs; // process identity
+mod report; // log facade
+mod shutdown; // the Shutdown latch
+mod signals; // signal pipe
+mod sys; // shared fd, poll and file helpers
 
-pub use builder::{Builder, OnPidFileError, PidFilePath, Session};
-pub use daemon::started;
+pub use builder::Builder;
+pub use config::{OnPidFileError, PidFilePath, Signal};
+pub use daemon::{started, Session};
+pub use error::Error;
 pub use handlers::{on_shutdown, on_shutdown_request};
 /// Rewrites `fn main` so that the launcher split runs first.
 ///

@@ -69,22 +69,22 @@
 //!   fails the file checks. So after a clean exit the pid file never names
 //!   a dead or foreign pid.
 
-use std::ffi::OsString;
-use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::Error;
 use crate::procfs::{self, ProcessIdentity, ProcessInfo};
-use crate::report;
+use crate::{report, sys};
 
 const MAGIC: &str = "seamless-v1";
 const MAX_READ: u64 = 64 * 1024;
@@ -347,32 +347,6 @@ fn terminate(entry: &ProcessIdentity, ctx: &Context) -> Result<(), String> {
     }
 }
 
-/// Why the pid file cannot be used.
-#[derive(Debug)]
-pub(crate) struct PidFileError {
-    path: PathBuf,
-    what: String,
-    source: io::Error,
-}
-
-impl fmt::Display for PidFileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "pid file {}: {}: {}",
-            self.path.display(),
-            self.what,
-            self.source
-        )
-    }
-}
-
-impl std::error::Error for PidFileError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
 /// What `claim` did.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
@@ -399,13 +373,11 @@ impl Claimed {
 pub(crate) struct PidFile {
     path: PathBuf,
     lock_path: PathBuf,
-    dir: PathBuf,
-    name: OsString,
 }
 
 /// Holds the lock file's `flock` until dropped.
 struct Locked {
-    _file: File, // the lock is released when the file is closed
+    _lock: Flock<File>, // released when dropped (the file is closed)
 }
 
 /// The pid file as read under the lock.
@@ -417,8 +389,8 @@ struct Contents {
 impl PidFile {
     /// Checks at start-up that the location is usable: the directory
     /// exists and the lock file can be created there.
-    pub(crate) fn open(path: &Path) -> Result<PidFile, PidFileError> {
-        let error = |what: &str, source: io::Error| PidFileError {
+    pub(crate) fn open(path: &Path) -> Result<PidFile, Error> {
+        let error = |what: &str, source: io::Error| Error::PidFile {
             path: path.to_owned(),
             what: what.to_owned(),
             source,
@@ -427,17 +399,11 @@ impl PidFile {
             .file_name()
             .ok_or_else(|| error("no file name", io::ErrorKind::InvalidInput.into()))?
             .to_owned();
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        let mut lock_name = name.clone();
+        let mut lock_name = name;
         lock_name.push(".lock");
         let pid_file = PidFile {
             path: path.to_owned(),
-            lock_path: dir.join(lock_name),
-            dir,
-            name,
+            lock_path: sys::parent(path).join(lock_name),
         };
         pid_file.open_lock_file().map_err(|e| {
             error(
@@ -470,18 +436,13 @@ impl PidFile {
     }
 
     fn lock_within(&self, wait: Duration) -> io::Result<Locked> {
-        let file = self.open_lock_file()?;
+        let mut file = self.open_lock_file()?;
         let deadline = Instant::now() + wait;
         loop {
-            // SAFETY: flock(2) on a descriptor we own for the whole call.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-            if rc == 0 {
-                return Ok(Locked { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(e);
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Locked { _lock: lock }),
+                Err((back, Errno::EWOULDBLOCK | Errno::EINTR)) => file = back,
+                Err((_, e)) => return Err(e.into()),
             }
             if Instant::now() >= deadline {
                 return Err(io::Error::new(
@@ -580,40 +541,7 @@ impl PidFile {
                 _ => Ok(()),
             };
         }
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let mut attempts = 0;
-        let (tmp, mut file) = loop {
-            let mut tmp_name = OsString::from(".");
-            tmp_name.push(&self.name);
-            tmp_name.push(format!(
-                ".{}.{}.tmp",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let tmp = self.dir.join(tmp_name);
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                .open(&tmp)
-            {
-                Ok(file) => break (tmp, file),
-                // A leftover of a crashed process that had our pid.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
-                Err(e) => return Err(e),
-            }
-        };
-        let result = (|| {
-            file.write_all(render(entries).as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        sys::write_file(&self.path, render(entries).as_bytes(), 0o644)
     }
 
     /// Stage 2: TERM every proven earlier generation, record us as the only,

@@ -8,6 +8,8 @@
 //! the whole foreground group (which the daemon received as well) from one
 //! sent to the launcher alone, and lets it accept a "ready" signal only
 //! from its own daemon.
+//!
+//! This module imports no other module of the crate.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -158,22 +160,6 @@ pub(crate) fn unblock(signals: &[i32]) -> io::Result<()> {
     Ok(())
 }
 
-/// The `poll(2)` timeout for waiting at most `wait` (`None`: for ever),
-/// rounded up to the next millisecond so that a loop polling until a
-/// deadline wakes at or after it, never just before; clamped to what poll
-/// accepts.
-pub(crate) fn poll_timeout(wait: Option<std::time::Duration>) -> nix::poll::PollTimeout {
-    use nix::poll::PollTimeout;
-    let Some(wait) = wait else {
-        return PollTimeout::NONE;
-    };
-    let ms = wait.as_nanos().div_ceil(1_000_000);
-    i32::try_from(ms)
-        .ok()
-        .and_then(|ms| PollTimeout::try_from(ms).ok())
-        .unwrap_or(PollTimeout::MAX)
-}
-
 /// The name of a signal for log lines, such as `SIGTERM`.
 pub(crate) fn name(signal: i32) -> String {
     Signal::try_from(signal)
@@ -202,20 +188,6 @@ pub(crate) fn die_of(signal: i32) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn poll_timeouts_round_up_and_clamp() {
-        use std::time::Duration;
-        let ms = |t: nix::poll::PollTimeout| i32::from(t);
-        assert_eq!(ms(poll_timeout(None)), -1);
-        assert_eq!(ms(poll_timeout(Some(Duration::ZERO))), 0);
-        assert_eq!(ms(poll_timeout(Some(Duration::from_micros(1)))), 1);
-        assert_eq!(ms(poll_timeout(Some(Duration::from_millis(50)))), 50);
-        assert_eq!(
-            ms(poll_timeout(Some(Duration::from_secs(1 << 40)))),
-            i32::MAX
-        );
-    }
 
     #[test]
     fn records_round_trip() {

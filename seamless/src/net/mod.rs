@@ -43,14 +43,17 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use socket2::{Domain, SockRef, Socket, Type};
 
-use crate::handover::{self, Registry};
-use crate::{daemon, report};
+use crate::{handover, report, sys};
+
+mod registry;
+
+pub(crate) use registry::registry;
+use registry::Registry;
 
 /// A TCP listener named `name`, for `addr`: handed over, inherited from
 /// systemd, or bound afresh (see the [module documentation](self)).
@@ -85,7 +88,7 @@ pub fn tcp(name: &str, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
         name,
         target: Target::Inet(Type::STREAM, &addrs),
     };
-    obtain(&wanted, &Sources::of_process(), handover::registry()).map(TcpListener::from)
+    obtain(&wanted, &Sources::of_process(), registry()).map(TcpListener::from)
 }
 
 /// A UDP socket named `name`, for `addr`: handed over, inherited from
@@ -111,7 +114,7 @@ pub fn udp(name: &str, addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
         name,
         target: Target::Inet(Type::DGRAM, &addrs),
     };
-    obtain(&wanted, &Sources::of_process(), handover::registry()).map(UdpSocket::from)
+    obtain(&wanted, &Sources::of_process(), registry()).map(UdpSocket::from)
 }
 
 /// A unix stream listener named `name`, at `path`: handed over, inherited
@@ -130,7 +133,7 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
         name,
         target: Target::Unix(path.as_ref()),
     };
-    obtain(&wanted, &Sources::of_process(), handover::registry()).map(UnixListener::from)
+    obtain(&wanted, &Sources::of_process(), registry()).map(UnixListener::from)
 }
 
 /// Waits until `socket` is readable (a connection to accept, a datagram to
@@ -151,13 +154,28 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
-    use nix::poll::{PollFd, PollFlags};
-    let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, crate::signals::poll_timeout(Some(timeout))) {
-        Ok(n) => Ok(n > 0),
-        Err(nix::errno::Errno::EINTR) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    sys::readable(socket.as_fd(), timeout)
+}
+
+// ---------------------------------------------------------------- origin
+
+/// Where this process's sockets may come from besides a fresh bind, as
+/// the daemon's start-up learned it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    /// The previous generation's handover endpoint (seamless is active).
+    pub(crate) endpoint: Option<PathBuf>,
+    /// The launcher's pid: systemd's `LISTEN_PID` may name it.
+    pub(crate) launcher: Option<i32>,
+}
+
+static ORIGIN: OnceLock<Origin> = OnceLock::new();
+
+/// Set once by the daemon's start-up, before user code runs. Before it
+/// (or in a process that never split), sockets are bound or inherited by
+/// this process's own pid only.
+pub(crate) fn set_origin(origin: Origin) {
+    let _ = ORIGIN.set(origin);
 }
 
 // ------------------------------------------------------------ internals
@@ -280,9 +298,10 @@ static TAKEN: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
 
 impl Sources<'static> {
     fn of_process() -> Sources<'static> {
-        let endpoint = daemon::pid_file().map(handover::endpoint_path);
+        let origin = ORIGIN.get().cloned().unwrap_or_default();
+        let endpoint = origin.endpoint;
         let mut ours = vec![std::process::id() as i32];
-        ours.extend(daemon::launcher_pid());
+        ours.extend(origin.launcher);
         let var = |k: &str| std::env::var(k).ok();
         let systemd = parse_listen_env(
             var("LISTEN_PID").as_deref(),
@@ -406,9 +425,7 @@ fn activated(
         if taken.contains(&fd) || (named && fd_name.as_deref() != Some(name)) {
             continue;
         }
-        // SAFETY: F_GETFD reads the flags of an fd number, touches no
-        // memory; it fails on a number that is not open.
-        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+        if !sys::is_open(fd) {
             continue;
         }
         // SAFETY: the fd is open (just checked) and systemd passed it to
@@ -463,18 +480,8 @@ fn bind_inet(addrs: &[SocketAddr], ty: Type) -> io::Result<OwnedFd> {
     Err(last)
 }
 
-/// The room in `sockaddr_un.sun_path`, without the final NUL.
-const SUN_PATH_MAX: usize = 107;
-
 fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
     use std::os::unix::fs::FileTypeExt;
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("socket path {} has no file name", path.display()),
-        )
-    })?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
             return Err(io::Error::new(
@@ -487,35 +494,9 @@ fn bind_unix(path: &Path) -> io::Result<OwnedFd> {
         }
         _ => {}
     }
-    let dir = parent(path);
-    let unique = format!(
-        "{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(".");
-    tmp_name.push(&unique);
-    let mut tmp = dir.join(tmp_name);
-    if tmp.as_os_str().len() > SUN_PATH_MAX {
-        tmp = dir.join(format!(".{unique}"));
-    }
-    let _ = std::fs::remove_file(&tmp);
-    let listener = UnixListener::bind(&tmp)?; // close-on-exec
-                                              // Atomic: a client finds the old socket or the new one, never nothing.
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    // Atomic: a client finds the old socket or the new one, never nothing.
+    let listener = sys::place(path, |tmp| UnixListener::bind(tmp))?; // close-on-exec
     Ok(OwnedFd::from(listener))
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    }
 }
 
 /// Whether a unix socket bound at `bound` serves `wanted`: bound there, or
@@ -529,15 +510,13 @@ fn same_unix_path(bound: &Path, wanted: &Path) -> bool {
         return false;
     };
     let dir = |p: &Path| {
-        let d = parent(p);
+        let d = sys::parent(p);
         d.canonicalize().unwrap_or_else(|_| d.to_owned())
     };
     if dir(bound) != dir(wanted) {
         return false;
     }
-    let bound_name = bound_name.to_string_lossy();
-    bound_name == wanted_name.to_string_lossy()
-        || (bound_name.starts_with('.') && bound_name.ends_with(".tmp"))
+    bound_name == wanted_name || sys::is_temporary_name(bound_name)
 }
 
 #[cfg(test)]
@@ -546,7 +525,7 @@ mod tests {
     use std::net::{TcpStream, UdpSocket};
     use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::net::UnixStream;
-    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     fn temp_dir() -> PathBuf {
         crate::test_support::temp_dir("net")
@@ -688,7 +667,7 @@ mod tests {
         )
         .unwrap();
         let addr = old_listener.local_addr().unwrap();
-        let _endpoint = handover::open_endpoint_with(&endpoint_path, old.clone()).unwrap();
+        let _endpoint = handover::open_endpoint(&endpoint_path, old.clone()).unwrap();
         let _queued = TcpStream::connect(addr).unwrap();
         // The new generation asks for the same thing: 127.0.0.1:0.
         let new = Registry::new();
@@ -725,7 +704,7 @@ mod tests {
             &old,
         )
         .unwrap();
-        let _endpoint = handover::open_endpoint_with(&endpoint_path, old.clone()).unwrap();
+        let _endpoint = handover::open_endpoint(&endpoint_path, old.clone()).unwrap();
 
         let new = Registry::new();
         let src = sources(Some(&endpoint_path), &taken);
@@ -745,7 +724,7 @@ mod tests {
             .fill(&format!("tcp {old_addr}"), udp.as_fd())
             .unwrap();
         let liar_path = dir.join("liar");
-        let _liar_endpoint = handover::open_endpoint_with(&liar_path, liar).unwrap();
+        let _liar_endpoint = handover::open_endpoint(&liar_path, liar).unwrap();
         let src = sources(Some(&liar_path), &taken);
         let fresh = tcp_in(&Registry::new(), &src, "web", old_addr).unwrap();
         assert!(!same_socket(&fresh, &udp));
@@ -772,7 +751,7 @@ mod tests {
         };
         let old = Registry::new();
         let old_listener = unix(&old, &sources(None, &taken), &path).unwrap();
-        let _endpoint = handover::open_endpoint_with(&endpoint_path, old).unwrap();
+        let _endpoint = handover::open_endpoint(&endpoint_path, old).unwrap();
         let _queued = UnixStream::connect(&path).unwrap();
         let src = sources(Some(&endpoint_path), &taken);
         let listener = unix(&Registry::new(), &src, &path).unwrap();
