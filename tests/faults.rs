@@ -138,27 +138,17 @@ fn ten_restart_requests_within_a_second_leave_one_generation() {
     stop.store(true, Ordering::SeqCst);
     supervisor.join().unwrap();
 
-    let daemons = |sb: &Sandbox| {
-        let mut d: Vec<i32> = sb
-            .events()
-            .into_iter()
-            .filter(|(w, _)| w == "start")
-            .map(|(_, p)| p)
-            .collect();
-        d.dedup();
-        d
-    };
     assert!(
-        wait_until(T, || daemons(&sb).iter().filter(|p| alive(**p)).count()
+        wait_until(T, || sb.daemons().iter().filter(|p| alive(**p)).count()
             == 1),
         "one generation alive at the end; alive: {:?}",
-        daemons(&sb)
+        sb.daemons()
             .iter()
             .filter(|p| alive(**p))
             .collect::<Vec<_>>()
     );
     let (ok, failed, errors) = load.finish();
-    let survivor = *daemons(&sb).iter().find(|p| alive(**p)).unwrap();
+    let survivor = *sb.daemons().iter().find(|p| alive(**p)).unwrap();
     assert_ne!(survivor, first_daemon);
     assert_eq!(sb.get("/").unwrap(), survivor, "the survivor serves");
     sb.assert_pid_file(Some(survivor));

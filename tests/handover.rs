@@ -140,6 +140,35 @@ fn handover_drops_nothing_across_20_restarts() {
     assert!(errors.is_empty(), "failed requests: {errors:?}");
 }
 
+/// A pid file wherever the file system allows one: relative, through a
+/// symlinked directory, and longer than a unix socket address can hold.
+/// The handover endpoint next to it works all the same: nothing is lost.
+#[test]
+fn handover_drops_nothing_from_a_deep_relative_symlinked_pid_file() {
+    let sb = Sandbox::new("deep");
+    let level = "d".repeat(40);
+    let relative = format!("link/{level}/{level}/{level}/testd.pid");
+    let real = sb.dir.join("real");
+    std::fs::create_dir_all(real.join(format!("{level}/{level}/{level}"))).unwrap();
+    std::os::unix::fs::symlink(&real, sb.dir.join("link")).unwrap();
+    assert!(sb.dir.join(&relative).as_os_str().len() > 107);
+    let sb = sb.env("TESTD_PID_FILE", &relative); // the launchers start in sb.dir
+    let tally = restarts_under_load(&sb);
+    let errors = tally.errors.lock().unwrap();
+    let output = sb.output();
+    for sign_of_a_lost_handover in ["handover endpoint", "cannot take socket", "binding afresh"] {
+        assert!(
+            !output.contains(sign_of_a_lost_handover),
+            "{sign_of_a_lost_handover:?} in:\n{output}"
+        );
+    }
+    assert!(errors.is_empty(), "failed requests: {errors:?}");
+    assert!(
+        real.join(&relative["link/".len()..]).exists(),
+        "the pid file is there"
+    );
+}
+
 #[test]
 fn reuseport_alone_is_reported_for_comparison() {
     let sb = Sandbox::new("reuseport").env("TESTD_LISTEN", "reuseport");

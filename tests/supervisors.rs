@@ -104,8 +104,9 @@ impl Supervised {
                 c.arg(&service);
                 c
             }
-            Kind::Runit => {
-                // runsv reports the exit status to ./finish: record it.
+            Kind::Runit | Kind::S6 => {
+                // runsv and s6-supervise report the exit status to
+                // ./finish: record it.
                 let finish = service.join("finish");
                 std::fs::write(
                     &finish,
@@ -116,22 +117,12 @@ impl Supervised {
                 )
                 .unwrap();
                 set_executable(&finish);
-                let mut c = Command::new("runsv");
-                c.arg(&service);
-                c
-            }
-            Kind::S6 => {
-                let finish = service.join("finish");
-                std::fs::write(
-                    &finish,
-                    format!(
-                        "#!/bin/sh\necho \"finish $1 $2\" >> '{}'\n",
-                        sb.dir.join("exits").display()
-                    ),
-                )
-                .unwrap();
-                set_executable(&finish);
-                let mut c = Command::new("s6-supervise");
+                let program = if kind == Kind::Runit {
+                    "runsv"
+                } else {
+                    "s6-supervise"
+                };
+                let mut c = Command::new(program);
                 c.arg(&service);
                 c
             }
@@ -228,19 +219,8 @@ fn set_executable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-fn daemons(sb: &Sandbox) -> Vec<i32> {
-    let mut d: Vec<i32> = sb
-        .events()
-        .into_iter()
-        .filter(|(w, _)| w == "start")
-        .map(|(_, p)| p)
-        .collect();
-    d.dedup();
-    d
-}
-
 fn alive_daemons(sb: &Sandbox) -> Vec<i32> {
-    daemons(sb).into_iter().filter(|p| alive(*p)).collect()
+    sb.daemons().into_iter().filter(|p| alive(*p)).collect()
 }
 
 /// New-connection and slow-request clients, counting failures.

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 /// Reads one request, honours `?delay=<ms>`, answers with our pid, closes.
-pub fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
+pub(crate) fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut request = String::new();
     reader.read_line(&mut request)?;
@@ -34,7 +34,7 @@ pub fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
 /// Accepts with `accept` on the non-blocking `listener` until the shutdown
 /// begins, answering each connection on its own thread, then waits for the
 /// answers in flight.
-pub fn serve_until_shutdown<L, S, F>(listener: &L, mut accept: F) -> std::io::Result<()>
+pub(crate) fn serve_until_shutdown<L, S, F>(listener: &L, mut accept: F) -> std::io::Result<()>
 where
     L: std::os::fd::AsFd,
     S: Read + Write + Send + 'static,

@@ -494,6 +494,7 @@ fn receive_first(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::cloexec;
     use std::io::Write;
     use std::net::{TcpListener, TcpStream, UdpSocket};
     use std::os::fd::BorrowedFd;
@@ -554,11 +555,6 @@ mod tests {
             .count()
     }
 
-    fn cloexec(fd: BorrowedFd<'_>) -> bool {
-        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
-        nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
-    }
-
     #[test]
     fn endpoint_path_is_next_to_the_pid_file() {
         assert_eq!(
@@ -582,7 +578,7 @@ mod tests {
         let mut client = TcpStream::connect(addr).unwrap();
         let got = fetch(&path, "web").unwrap().expect("handed over");
         assert_eq!(got.address, format!("tcp {addr}"));
-        assert!(cloexec(got.fd.as_fd()));
+        assert!(cloexec(&got.fd));
         assert_eq!(link(got.fd.as_raw_fd()), link(listener.as_raw_fd()));
         let received = TcpListener::from(got.fd);
         let (mut conn, peer) = received.accept().unwrap();

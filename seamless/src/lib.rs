@@ -130,6 +130,12 @@ mod test_support {
     use std::path::PathBuf;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Whether `fd` is close-on-exec.
+    pub(crate) fn cloexec(fd: &impl std::os::fd::AsFd) -> bool {
+        let flags = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
+    }
+
     /// A fresh directory of this test process's own, under the system's
     /// temporary directory.
     pub(crate) fn temp_dir(tag: &str) -> PathBuf {

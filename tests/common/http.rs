@@ -5,16 +5,16 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 
 /// What one response said.
-pub struct Response {
-    pub status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     /// From testd's `pid N` body; 0 when there is none.
-    pub pid: u32,
+    pub(crate) pid: u32,
     /// `Connection: close`: the server closes after this response.
-    pub close: bool,
+    pub(crate) close: bool,
 }
 
 /// Reads one response from a (possibly keep-alive) connection.
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+pub(crate) fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -10,7 +10,7 @@
 
 #![allow(dead_code)]
 
-pub mod http;
+pub(crate) mod http;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -28,16 +28,16 @@ use nix::unistd::Pid;
 static SUBREAPER: Once = Once::new();
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-pub const TESTD: &str = env!("CARGO_BIN_EXE_testd");
+pub(crate) const TESTD: &str = env!("CARGO_BIN_EXE_testd");
 
-pub struct Sandbox {
-    pub dir: PathBuf,
-    pub port: u16,
+pub(crate) struct Sandbox {
+    pub(crate) dir: PathBuf,
+    pub(crate) port: u16,
     groups: Mutex<Vec<i32>>,
     env: Vec<(String, String)>,
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,7 +46,7 @@ pub fn free_port() -> u16 {
 }
 
 impl Sandbox {
-    pub fn new(name: &str) -> Sandbox {
+    pub(crate) fn new(name: &str) -> Sandbox {
         SUBREAPER.call_once(|| {
             nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
         });
@@ -64,20 +64,20 @@ impl Sandbox {
     }
 
     /// Sets an environment variable for every process started from now on.
-    pub fn env(mut self, key: &str, value: &str) -> Sandbox {
+    pub(crate) fn env(mut self, key: &str, value: &str) -> Sandbox {
         self.env.push((key.into(), value.into()));
         self
     }
 
-    pub fn pid_file(&self) -> PathBuf {
+    pub(crate) fn pid_file(&self) -> PathBuf {
         self.dir.join("testd.pid")
     }
 
-    pub fn events_file(&self) -> PathBuf {
+    pub(crate) fn events_file(&self) -> PathBuf {
         self.dir.join("events")
     }
 
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(TESTD);
         c.env("TESTD_PID_FILE", self.pid_file())
             .env("TESTD_ADDR", format!("127.0.0.1:{}", self.port))
@@ -105,11 +105,11 @@ impl Sandbox {
     }
 
     /// Starts a launcher, as a supervisor would.
-    pub fn start(&self) -> Launcher {
+    pub(crate) fn start(&self) -> Launcher {
         self.start_with(self.command())
     }
 
-    pub fn start_with(&self, mut command: Command) -> Launcher {
+    pub(crate) fn start_with(&self, mut command: Command) -> Launcher {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let log = std::fs::File::create(self.dir.join(format!("output-{n}"))).unwrap();
         command.stdout(log.try_clone().unwrap()).stderr(log);
@@ -120,7 +120,7 @@ impl Sandbox {
     }
 
     /// Every event line as (what, pid).
-    pub fn events(&self) -> Vec<(String, i32)> {
+    pub(crate) fn events(&self) -> Vec<(String, i32)> {
         let text = std::fs::read_to_string(self.events_file()).unwrap_or_default();
         text.lines()
             .filter_map(|l| {
@@ -130,7 +130,19 @@ impl Sandbox {
             .collect()
     }
 
-    pub fn count(&self, what: &str, pid: i32) -> usize {
+    /// The daemons that started, in order, each once.
+    pub(crate) fn daemons(&self) -> Vec<i32> {
+        let mut d: Vec<i32> = self
+            .events()
+            .into_iter()
+            .filter(|(w, _)| w == "start")
+            .map(|(_, p)| p)
+            .collect();
+        d.dedup();
+        d
+    }
+
+    pub(crate) fn count(&self, what: &str, pid: i32) -> usize {
         self.events()
             .iter()
             .filter(|(w, p)| w == what && *p == pid)
@@ -138,7 +150,7 @@ impl Sandbox {
     }
 
     /// Waits for an event from a process other than `except`, returns its pid.
-    pub fn wait_event(&self, what: &str, except: &[i32], timeout: Duration) -> i32 {
+    pub(crate) fn wait_event(&self, what: &str, except: &[i32], timeout: Duration) -> i32 {
         let mut found = None;
         wait_until(timeout, || {
             found = self
@@ -158,7 +170,7 @@ impl Sandbox {
     }
 
     /// What the processes wrote to stdout and stderr.
-    pub fn output(&self) -> String {
+    pub(crate) fn output(&self) -> String {
         let mut out = String::new();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             let mut names: Vec<_> = entries.flatten().map(|e| e.path()).collect();
@@ -177,7 +189,7 @@ impl Sandbox {
     }
 
     /// The first line of the pid file, parsed.
-    pub fn pid_in_file(&self) -> Option<i32> {
+    pub(crate) fn pid_in_file(&self) -> Option<i32> {
         std::fs::read_to_string(self.pid_file())
             .ok()?
             .lines()
@@ -189,7 +201,7 @@ impl Sandbox {
 
     /// Waits until the pid file's first line names `pid` (or the file is
     /// gone, for `None`): `started()` returns before the handshake runs.
-    pub fn assert_pid_file(&self, pid: Option<i32>) {
+    pub(crate) fn assert_pid_file(&self, pid: Option<i32>) {
         assert!(
             wait_until(Duration::from_secs(10), || self.pid_in_file() == pid),
             "pid file names {:?}, expected {pid:?}",
@@ -198,7 +210,7 @@ impl Sandbox {
     }
 
     /// `GET path` on the sandbox's port; returns the answering pid.
-    pub fn get(&self, path: &str) -> std::io::Result<i32> {
+    pub(crate) fn get(&self, path: &str) -> std::io::Result<i32> {
         get(self.port, path, Duration::from_secs(10))
     }
 }
@@ -225,18 +237,18 @@ impl Drop for Sandbox {
     }
 }
 
-pub struct Launcher {
-    pub child: Child,
-    pub pid: i32,
+pub(crate) struct Launcher {
+    pub(crate) child: Child,
+    pub(crate) pid: i32,
 }
 
 impl Launcher {
-    pub fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.pid), signal).unwrap();
     }
 
     /// Waits for the launcher to exit.
-    pub fn wait(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -251,18 +263,18 @@ impl Launcher {
         }
     }
 
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
 }
 
-pub fn signal(pid: i32, signal: Signal) {
+pub(crate) fn signal(pid: i32, signal: Signal) {
     kill(Pid::from_raw(pid), signal).unwrap();
 }
 
 /// A process is alive when /proc says so and it is not a zombie; a zombie
 /// that is our child (or re-parented to us) is reaped on the way.
-pub fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
     };
@@ -277,7 +289,7 @@ pub fn alive(pid: i32) -> bool {
     true
 }
 
-pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if f() {
@@ -290,7 +302,7 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-pub fn wait_dead(pid: i32, timeout: Duration) {
+pub(crate) fn wait_dead(pid: i32, timeout: Duration) {
     assert!(
         wait_until(timeout, || !alive(pid)),
         "process {pid} still alive after {timeout:?}"
@@ -298,7 +310,7 @@ pub fn wait_dead(pid: i32, timeout: Duration) {
 }
 
 /// One HTTP/1.1 request on a new connection; returns the answering pid.
-pub fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<i32> {
+pub(crate) fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<i32> {
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
     s.set_read_timeout(Some(timeout))?;
     s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes())?;
@@ -307,7 +319,7 @@ pub fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<i32> {
     parse_pid(&body)
 }
 
-pub fn parse_pid(response: &str) -> std::io::Result<i32> {
+pub(crate) fn parse_pid(response: &str) -> std::io::Result<i32> {
     if !response.starts_with("HTTP/1.1 200") {
         return Err(std::io::Error::other(format!("bad answer: {response:?}")));
     }
@@ -318,10 +330,10 @@ pub fn parse_pid(response: &str) -> std::io::Result<i32> {
         .ok_or_else(|| std::io::Error::other(format!("no pid in {response:?}")))
 }
 
-pub fn exit_signal(status: ExitStatus) -> Option<i32> {
+pub(crate) fn exit_signal(status: ExitStatus) -> Option<i32> {
     status.signal()
 }
 
-pub fn path_exists(p: &Path) -> bool {
+pub(crate) fn path_exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
 }

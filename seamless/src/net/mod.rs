@@ -522,6 +522,7 @@ fn same_unix_path(bound: &Path, wanted: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::cloexec;
     use std::net::{TcpStream, UdpSocket};
     use std::os::fd::{AsRawFd, IntoRawFd};
     use std::os::unix::net::UnixStream;
@@ -556,11 +557,6 @@ mod tests {
     fn same_socket(a: &impl AsRawFd, b: &impl AsRawFd) -> bool {
         let link = |fd: RawFd| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         link(a.as_raw_fd()) == link(b.as_raw_fd())
-    }
-
-    fn cloexec(fd: &impl AsFd) -> bool {
-        let flags = nix::fcntl::fcntl(fd.as_fd(), nix::fcntl::FcntlArg::F_GETFD).unwrap();
-        nix::fcntl::FdFlag::from_bits_truncate(flags).contains(nix::fcntl::FdFlag::FD_CLOEXEC)
     }
 
     /// Serializes the tests that set `LISTEN_*` in the environment.
