@@ -244,15 +244,20 @@ static DAEMON: OnceLock<Daemon> = OnceLock::new();
 
 struct Daemon {
     config: Config,
-    /// The control channel, in a daemon; `None` in a plain process.
-    channel: Option<Channel>,
-    launcher: Option<i32>,
+    /// The launcher, in a daemon; `None` in a plain process.
+    launcher: Option<Launcher>,
     pid_file: Option<PidFile>,
     machine: Mutex<Machine>,
     /// What only the control thread and the shutdown thread touch.
     shared: Mutex<Shared>,
     /// `started()` writes a byte here to wake the control thread.
     wake: (OwnedFd, OwnedFd),
+}
+
+/// A daemon's launcher: its pid and the control channel to it.
+struct Launcher {
+    pid: i32,
+    channel: Channel,
 }
 
 #[derive(Default)]
@@ -279,8 +284,10 @@ pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<S
     let machine = Machine::new(&config, true);
     let daemon = install(Daemon {
         config,
-        channel: Some(channel),
-        launcher: Some(launcher),
+        launcher: Some(Launcher {
+            pid: launcher,
+            channel,
+        }),
         pid_file,
         machine: Mutex::new(machine),
         shared: Mutex::default(),
@@ -296,7 +303,6 @@ pub(crate) fn start_plain(config: Config) -> Result<Session, Error> {
     let machine = Machine::new(&config, false);
     let daemon = install(Daemon {
         config,
-        channel: None,
         launcher: None,
         pid_file: None,
         machine: Mutex::new(machine),
@@ -392,8 +398,8 @@ impl Daemon {
             PollFd::new(signals.fd(), PollFlags::POLLIN),
             PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
         ];
-        if let (true, Some(channel)) = (attached, &self.channel) {
-            fds.push(PollFd::new(channel.as_fd(), PollFlags::POLLIN));
+        if let (true, Some(launcher)) = (attached, &self.launcher) {
+            fds.push(PollFd::new(launcher.channel.as_fd(), PollFlags::POLLIN));
         }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -415,7 +421,7 @@ impl Daemon {
     }
 
     fn read_channel(&self) -> Vec<Event> {
-        let Some(channel) = &self.channel else {
+        let Some(Launcher { channel, .. }) = &self.launcher else {
             return Vec::new();
         };
         let mut events = Vec::new();
@@ -460,17 +466,18 @@ impl Daemon {
                 }
             }
             Action::Send(message) => {
-                if let Some(channel) = &self.channel {
-                    if let Err(e) = channel.send(message) {
+                if let Some(launcher) = &self.launcher {
+                    if let Err(e) = launcher.channel.send(message) {
                         report::debug!("cannot tell the launcher {message:?}: {e}");
                     }
                 }
             }
             Action::SignalParent => {
-                if let (Some(signal), Some(launcher)) = (self.config.parent_signal, self.launcher) {
-                    if nix::unistd::getppid().as_raw() == launcher {
-                        let _ =
-                            nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher), signal);
+                if let (Some(signal), Some(launcher)) = (self.config.parent_signal, &self.launcher)
+                {
+                    if nix::unistd::getppid().as_raw() == launcher.pid {
+                        let pid = nix::unistd::Pid::from_raw(launcher.pid);
+                        let _ = nix::sys::signal::kill(pid, signal);
                     }
                 }
             }
