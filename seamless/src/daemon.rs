@@ -34,7 +34,7 @@ use crate::pidfile::PidFile;
 use crate::report;
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
-use crate::{handover, launcher};
+use crate::{handover, launcher, progname};
 
 struct Daemon {
     config: Config,
@@ -103,6 +103,9 @@ pub(crate) fn start_daemon(config: Config, launcher_pid: i32, fd: RawFd) -> Sess
         report::error!("launcher {launcher_pid} is gone before its daemon started; exiting");
         std::process::exit(1);
     }
+    // Before any other thread exists: threads started without a name of
+    // their own inherit it.
+    progname::take_from(launcher_pid);
     let channel = match Channel::from_inherited(fd) {
         Ok(c) => Some(c),
         Err(e) => {

@@ -93,6 +93,7 @@ pub mod net;
 mod notify;
 mod pidfile;
 mod procfs;
+mod progname;
 mod report;
 mod shutdown;
 mod signals;
