@@ -232,7 +232,10 @@ impl Launcher {
             libc::SIGTERM => match self.phase {
                 Phase::Running => {
                     report::info!("restart requested: asking daemon {} to prepare", self.child);
-                    self.notify.reloading();
+                    self.notify.reloading(&format!(
+                        "restarting: daemon {} prepares its successor",
+                        self.child
+                    ));
                     let asked = self
                         .channel
                         .as_ref()
@@ -266,9 +269,12 @@ impl Launcher {
             let Some(channel) = &self.channel else { return };
             match channel.receive() {
                 Received::Message(Message::Detached) => self.detached(),
-                Received::Message(Message::Started) => self.notify.ready(),
+                Received::Message(Message::Started) => self
+                    .notify
+                    .ready(&format!("serving: daemon {} has started", self.child)),
                 Received::Message(Message::Stopping) => {
-                    self.notify.stopping();
+                    self.notify
+                        .stopping(&format!("stopping: daemon {} drains", self.child));
                     self.stopping();
                 }
                 Received::Message(Message::RestartRequested) => {}
@@ -299,7 +305,10 @@ impl Launcher {
             "daemon {} is ready for its successor; launcher exits",
             self.child
         );
-        self.notify.stopping();
+        self.notify.stopping(&format!(
+            "restarting: daemon {} serves until its successor has started",
+            self.child
+        ));
         std::process::exit(0)
     }
 
