@@ -254,7 +254,7 @@ fn sd_notify_ready_and_stopping() {
     let reloading = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="));
     assert!(reloading.ends_with(&format!(
-        "\nSTATUS=restarting: daemon {daemon} prepares its successor"
+        "\nSTATUS=restarting: daemon {daemon} prepares the handover"
     )));
     let n = notify.recv(&mut buf).unwrap();
     assert_eq!(

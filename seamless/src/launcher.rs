@@ -233,7 +233,7 @@ impl Launcher {
                 Phase::Running => {
                     report::info!("restart requested: asking daemon {} to prepare", self.child);
                     self.notify.reloading(&format!(
-                        "restarting: daemon {} prepares its successor",
+                        "restarting: daemon {} prepares the handover",
                         self.child
                     ));
                     let asked = self

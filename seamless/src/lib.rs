@@ -58,7 +58,7 @@
 //!
 //! | platform | status |
 //! | --- | --- |
-//! | Linux | supported and tested (daemontools, runit, s6, supervisord; systemd's protocols) |
+//! | Linux | supported and tested end to end (daemontools, runit, s6, supervisord, systemd) |
 //! | other Unix | not supported yet: process identity is read from `/proc` |
 //!
 //! # Hazards
