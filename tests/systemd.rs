@@ -1135,3 +1135,53 @@ fn status_shows_what_the_launcher_reports() {
         .stdout
         .contains(&format!("Status: \"serving: daemon {second} has started\"")));
 }
+
+#[test]
+fn a_runtime_directory_must_be_preserved_across_restarts() {
+    use std::os::unix::fs::MetadataExt;
+    let Some(c) = Container::boot("rundir") else {
+        return;
+    };
+    let inode = |unit: &Unit<'_>| {
+        std::fs::metadata(c.path(&format!("/run/{}", unit.name)))
+            .map(|m| m.ino())
+            .expect("the runtime directory")
+    };
+    // By default systemd removes a RuntimeDirectory= at every restart: a
+    // pid file there goes, and the handover endpoint beside it.
+    let plain = Unit::testd(&c, "rundir-plain", "RuntimeDirectory=rundir-plain\n");
+    plain.systemctl_ok("start");
+    let before = inode(&plain);
+    plain.systemctl_ok("restart");
+    assert_ne!(inode(&plain), before, "the directory was made anew");
+
+    // Preserved across restarts, the handover works as without it.
+    let kept = Unit::testd(
+        &c,
+        "rundir-kept",
+        "RuntimeDirectory=rundir-kept\nRuntimeDirectoryPreserve=restart\n",
+    );
+    kept.systemctl_ok("start");
+    let first = kept.wait_event("ready", &[]);
+    let before = inode(&kept);
+    let loops = Loops::start(kept.port);
+    let mut served = vec![first];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        kept.systemctl_ok("restart");
+        served.push(kept.wait_event("ready", &served));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let (answered, errors) = loops.finish();
+    eprintln!(
+        "RuntimeDirectoryPreserve=restart: 3 restarts, {answered} requests answered, {} failed",
+        errors.len()
+    );
+    assert!(errors.is_empty(), "failed requests: {errors:?}");
+    assert_eq!(inode(&kept), before, "the directory survived the restarts");
+    let last = *served.last().unwrap();
+    assert!(wait_until(T, || kept.pid_in_file() == Some(last)));
+    for old in &served[..served.len() - 1] {
+        c.wait_dead(*old, T);
+    }
+}
