@@ -664,14 +664,20 @@ impl Loops {
     }
 
     /// Stops the clients; returns the requests answered and every failure.
-    fn finish(self) -> (usize, Vec<String>) {
+    fn finish(mut self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
-        let errors = self
-            .threads
+        let errors = std::mem::take(&mut self.threads)
             .into_iter()
             .flat_map(|t| t.join().unwrap())
             .collect();
         (self.ok.load(Ordering::SeqCst), errors)
+    }
+}
+
+impl Drop for Loops {
+    /// A failed test stops its clients too.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
     }
 }
 
