@@ -575,15 +575,23 @@ impl WrkReport {
 
 impl Wrk {
     fn start(port: u16) -> Wrk {
-        let child = Command::new("wrk")
-            .args(["-t1", "-c4", "-d300s", "--timeout", "10s"])
+        let mut command = Command::new("wrk");
+        command
+            .args(["-t1", "-c4", "-d120s", "--timeout", "10s"])
             .arg(format!("http://127.0.0.1:{port}/"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run wrk");
-        Wrk { child: Some(child) }
+            .stderr(Stdio::piped());
+        // SAFETY: prctl is async-signal-safe. wrk dies with the thread
+        // that started it, should this test process be killed.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        Wrk {
+            child: Some(command.spawn().expect("run wrk")),
+        }
     }
 
     /// Stops wrk (SIGINT makes it print its summary) and reads it.
