@@ -273,12 +273,25 @@ fn sd_notify_ready_and_stopping() {
         ready.contains(&format!("MAINPID={}", launcher.pid)),
         "{ready}"
     );
+    assert!(
+        ready.contains(&format!("\nSTATUS=serving: daemon {daemon} has started")),
+        "{ready}"
+    );
     // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside.
     launcher.signal(Signal::SIGTERM);
     let n = notify.recv(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    let reloading = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert!(reloading.ends_with(&format!(
+        "\nSTATUS=restarting: daemon {daemon} prepares the handover"
+    )));
     let n = notify.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert_eq!(
+        String::from_utf8_lossy(&buf[..n]),
+        format!(
+            "STOPPING=1\nSTATUS=restarting: daemon {daemon} serves until its successor has started"
+        )
+    );
     assert!(launcher.wait(T).success());
     wait_dead(daemon, T);
 }
@@ -303,7 +316,12 @@ fn sd_notify_extends_the_stop_timeout_while_the_daemon_drains() {
         let n = notify.recv(&mut buf).unwrap();
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    assert!(seen.contains(&"STOPPING=1".to_owned()), "{seen:?}");
+    assert!(
+        seen.contains(&format!(
+            "STOPPING=1\nSTATUS=stopping: daemon {daemon} drains"
+        )),
+        "{seen:?}"
+    );
     assert_eq!(slow.join().unwrap().unwrap(), daemon);
     assert_eq!(launcher.wait(T).code(), Some(0));
 }

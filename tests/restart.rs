@@ -153,3 +153,44 @@ fn signals_other_than_term_are_forwarded() {
     assert_eq!(exit_signal(a.wait(T)), Some(libc::SIGHUP));
     wait_dead(daemon, T);
 }
+
+#[test]
+fn the_daemon_has_the_programs_name_and_argv() {
+    let sb = Sandbox::new("name");
+    let mut command = sb.command();
+    command.args(["--flag", "value"]);
+    let launcher = sb.start_with(command);
+    let daemon = sb.wait_event("ready", &[], T);
+    let read = |pid: i32, what: &str| std::fs::read(format!("/proc/{pid}/{what}")).unwrap();
+    // The kernel's name of the launcher comes from the executed file name.
+    assert_eq!(read(launcher.pid, "comm"), b"testd\n");
+    assert_eq!(read(daemon, "comm"), read(launcher.pid, "comm"));
+    assert_eq!(read(daemon, "cmdline"), read(launcher.pid, "cmdline"));
+    // The seamless threads keep their own names.
+    let control_thread = std::fs::read_dir(format!("/proc/{daemon}/task"))
+        .unwrap()
+        .flatten()
+        .any(|t| std::fs::read(t.path().join("comm")).unwrap() == b"seamless-contro\n");
+    assert!(control_thread, "seamless-control keeps its name");
+    // Tools that match by name find both.
+    for tool in ["pgrep", "pidof"] {
+        let args: &[&str] = if tool == "pgrep" {
+            &["-x", "testd"]
+        } else {
+            &["testd"]
+        };
+        let Ok(out) = std::process::Command::new(tool).args(args).output() else {
+            eprintln!("SKIPPED: {tool} not installed");
+            continue;
+        };
+        let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        assert!(
+            pids.contains(&launcher.pid) && pids.contains(&daemon),
+            "{tool} testd: {pids:?}, launcher {}, daemon {daemon}",
+            launcher.pid
+        );
+    }
+}

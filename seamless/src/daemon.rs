@@ -40,7 +40,7 @@ use crate::handover::{self, Endpoint};
 use crate::pidfile::PidFile;
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
-use crate::{net, report, sys};
+use crate::{net, progname, report, sys};
 
 // ---------------------------------------------------------------- machine
 
@@ -275,6 +275,9 @@ pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<S
         // nobody supervises; the supervisor is already starting a new one.
         return Err(Error::LauncherGone { launcher });
     }
+    // Before any other thread exists: threads started without a name of
+    // their own inherit it.
+    progname::take_from(launcher);
     let channel = Channel::from_inherited(fd).map_err(Error::ControlChannel)?;
     let pid_file = open_pid_file(&config);
     net::set_origin(net::Origin {

@@ -120,8 +120,13 @@ enum Event {
 /// A systemd notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Notice {
+    /// The daemon called `started()`.
     Ready,
+    /// A restart was requested.
     Reloading,
+    /// The daemon is detached: the launcher steps aside.
+    SteppingAside,
+    /// The daemon drains.
     Stopping,
     ExtendTimeout,
 }
@@ -295,7 +300,7 @@ impl Machine {
             "daemon {} is ready for its successor; launcher exits",
             self.daemon
         );
-        vec![Action::Notify(Notice::Stopping), Action::Exit(0)]
+        vec![Action::Notify(Notice::SteppingAside), Action::Exit(0)]
     }
 }
 
@@ -447,9 +452,20 @@ impl Launcher {
                         report::debug!("cannot send {signal} to daemon {}: {e}", self.child);
                     }
                 }
-                Action::Notify(Notice::Ready) => self.notifier.ready(),
-                Action::Notify(Notice::Reloading) => self.notifier.reloading(),
-                Action::Notify(Notice::Stopping) => self.notifier.stopping(),
+                Action::Notify(Notice::Ready) => self
+                    .notifier
+                    .ready(&format!("serving: daemon {} has started", self.child)),
+                Action::Notify(Notice::Reloading) => self.notifier.reloading(&format!(
+                    "restarting: daemon {} prepares the handover",
+                    self.child
+                )),
+                Action::Notify(Notice::SteppingAside) => self.notifier.stopping(&format!(
+                    "restarting: daemon {} serves until its successor has started",
+                    self.child
+                )),
+                Action::Notify(Notice::Stopping) => self
+                    .notifier
+                    .stopping(&format!("stopping: daemon {} drains", self.child)),
                 Action::Notify(Notice::ExtendTimeout) => self.notifier.extend_timeout(EXTEND_BY),
                 Action::Exit(code) => std::process::exit(code),
                 Action::DieOf(signal) => signals::die_of(signal as i32),
@@ -523,7 +539,7 @@ mod tests {
         m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
         assert_eq!(
             m.step(Event::Message(Message::Detached), t0),
-            [Action::Notify(Notice::Stopping), Action::Exit(0)]
+            [Action::Notify(Notice::SteppingAside), Action::Exit(0)]
         );
     }
 
@@ -611,7 +627,7 @@ mod tests {
         );
         assert_eq!(
             m.step(from(DAEMON, Signal::SIGUSR1), t0),
-            [Action::Notify(Notice::Stopping), Action::Exit(0)]
+            [Action::Notify(Notice::SteppingAside), Action::Exit(0)]
         );
         // The kernel's SIGCHLD for a dead or stopped child is not "ready".
         let mut m = machine(false, Some(Signal::SIGCHLD));

@@ -58,7 +58,7 @@
 //!
 //! | platform | status |
 //! | --- | --- |
-//! | Linux | supported and tested (daemontools, runit, s6, supervisord; systemd's protocols) |
+//! | Linux | supported and tested end to end (daemontools, runit, s6, supervisord, systemd) |
 //! | other Unix | not supported yet: process identity is read from `/proc` |
 //!
 //! # Hazards
@@ -97,6 +97,7 @@ pub mod net; // named sockets and their registry
 mod notify; // sd_notify
 mod pidfile; // the pid file handshake
 mod procfs; // process identity
+mod progname; // the daemon's kernel name, its launcher's
 mod report; // log facade
 mod shutdown; // the Shutdown latch
 mod signals; // signal pipe

@@ -5,8 +5,9 @@
 //! `RELOADING=1` when a restart is requested, `STOPPING=1` when it steps
 //! aside or the daemon begins its graceful shutdown, and, while a drain
 //! lasts, `EXTEND_TIMEOUT_USEC` every few seconds so that systemd's stop
-//! timeout does not cut it. Nothing happens when `NOTIFY_SOCKET` is not
-//! set.
+//! timeout does not cut it. Each state change carries a `STATUS=` line,
+//! which `systemctl status` shows. Nothing happens when `NOTIFY_SOCKET` is
+//! not set.
 
 use std::os::unix::net::UnixDatagram;
 
@@ -58,21 +59,27 @@ impl Notifier {
     }
 
     /// The daemon called `started()` (only the first time counts).
-    pub(crate) fn ready(&mut self) {
+    pub(crate) fn ready(&mut self, status: &str) {
         if !self.ready_sent {
             self.ready_sent = true;
-            self.send(&format!("READY=1\nMAINPID={}", std::process::id()));
+            self.send(&format!(
+                "READY=1\nMAINPID={}\nSTATUS={status}",
+                std::process::id()
+            ));
         }
     }
 
     /// A restart was requested.
-    pub(crate) fn reloading(&self) {
-        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+    pub(crate) fn reloading(&self, status: &str) {
+        self.send(&format!(
+            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={status}",
+            monotonic_usec()
+        ));
     }
 
     /// The launcher steps aside, or the daemon is draining.
-    pub(crate) fn stopping(&self) {
-        self.send("STOPPING=1");
+    pub(crate) fn stopping(&self, status: &str) {
+        self.send(&format!("STOPPING=1\nSTATUS={status}"));
     }
 }
 
@@ -98,16 +105,16 @@ mod tests {
             socket: UnixDatagram::unbound().ok(),
             ready_sent: false,
         };
-        n.ready();
-        n.ready();
-        n.stopping();
+        n.ready("serving");
+        n.ready("serving");
+        n.stopping("draining");
         let mut buf = [0u8; 256];
         let len = server.recv(&mut buf).unwrap();
         assert!(std::str::from_utf8(&buf[..len])
             .unwrap()
             .starts_with("READY=1\nMAINPID="));
         let len = server.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..len], b"STOPPING=1");
+        assert_eq!(&buf[..len], b"STOPPING=1\nSTATUS=draining");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

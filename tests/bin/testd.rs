@@ -14,6 +14,7 @@
 //! | `TESTD_HANG_HANDLER` | a shutdown handler that never returns |
 //! | `TESTD_EXIT_CODE` | exit code `main` returns after a clean shutdown |
 //! | `TESTD_LISTEN` | `reuseport`: bind afresh with SO_REUSEPORT, no handover |
+//! | `TESTD_NEVER_STARTED` | serve without ever calling `started()` (a broken new version) |
 //!
 //! Requests: `GET /` answers `pid <pid>`; `GET /?delay=<ms>` waits first;
 //! `GET /exit?code=N` makes main return N at once (a crash-like exit).
@@ -100,8 +101,10 @@ fn main() -> ExitCode {
     if let Some(delay) = env_ms("TESTD_START_DELAY_MS") {
         std::thread::sleep(delay);
     }
-    seamless::started();
-    event("ready");
+    if std::env::var_os("TESTD_NEVER_STARTED").is_none() {
+        seamless::started();
+        event("ready");
+    }
 
     serve(&listener);
 

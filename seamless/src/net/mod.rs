@@ -10,8 +10,10 @@
 //!    way is tried: never a wrong socket;
 //! 2. **inherited** from systemd socket activation: `LISTEN_FDS` fds from
 //!    3, `LISTEN_PID` naming this process or its launcher, the fd named
-//!    `name` in `LISTEN_FDNAMES` or, without names, the first of the right
-//!    kind and address; it is made close-on-exec;
+//!    `name` in `LISTEN_FDNAMES` or, among the fds without a name of their
+//!    own (no names, or systemd's default: the socket unit's name,
+//!    `*.socket`), the first of the right kind and address; it is made
+//!    close-on-exec;
 //! 3. **bound** afresh: TCP and UDP with `SO_REUSEADDR` and `SO_REUSEPORT`
 //!    (TCP listens with a backlog of 1024); a unix socket at a temporary
 //!    path in the same directory, then renamed over the target (a stale
@@ -418,11 +420,14 @@ fn activated(
         return None;
     }
     let name = wanted.name;
-    let named = passed.iter().any(|(_, n)| n.is_some());
     let mut taken = taken.lock().unwrap_or_else(|e| e.into_inner());
     for (fd, fd_name) in passed {
         let fd = *fd;
-        if taken.contains(&fd) || (named && fd_name.as_deref() != Some(name)) {
+        // Without `FileDescriptorName=`, systemd names an fd after its
+        // socket unit (`web.socket`): a name nobody chose, so kind and
+        // address decide, as for an fd without a name.
+        let chosen = fd_name.as_deref().filter(|n| !n.ends_with(".socket"));
+        if taken.contains(&fd) || chosen.is_some_and(|n| n != name) {
             continue;
         }
         if !sys::is_open(fd) {
@@ -433,7 +438,7 @@ fn activated(
         // `taken` is locked, and nothing in this crate closes it meanwhile.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         if let Err(what) = wanted.fits(borrowed) {
-            if named {
+            if chosen.is_some() {
                 report::warning!(
                     "systemd passed socket {name:?} (fd {fd}), but it is {what}, this program asks for {:?}: not taken, binding afresh",
                     wanted.describe()
@@ -886,6 +891,24 @@ mod tests {
         };
         let got = activated(&dns_wanted, &unnamed, &taken).expect("by kind and address");
         assert_eq!(got.as_raw_fd(), dns_fd);
+        drop(got);
+        // systemd's default name, the socket unit's: kind and address
+        // decide, next to an fd named by `FileDescriptorName=`.
+        taken.lock().unwrap().clear();
+        let web = TcpListener::bind("127.0.0.1:0").unwrap();
+        let want_web = [web.local_addr().unwrap()];
+        let web_wanted = Wanted {
+            name: "web",
+            target: Target::Inet(Type::STREAM, &want_web),
+        };
+        let other = TcpListener::bind("127.0.0.1:0").unwrap();
+        let web_fd = web.into_raw_fd();
+        let default_named = [
+            (other.as_raw_fd(), Some("admin".to_owned())),
+            (web_fd, Some("myapp.socket".to_owned())),
+        ];
+        let got = activated(&web_wanted, &default_named, &taken).expect("by kind and address");
+        assert_eq!(got.as_raw_fd(), web_fd);
     }
 
     #[test]
