@@ -868,7 +868,9 @@ fn a_generation_that_never_starts_fails_at_timeout_start_sec() {
         ran.stderr.trim()
     );
     assert!(!ran.ok, "systemctl start fails");
-    assert!(ran.stderr.contains("timeout"), "{}", ran.stderr);
+    // systemctl words the failure from the job's result, which depends on
+    // how far the automatic restart got ("failed because a timeout was
+    // exceeded", or plain "failed"): the journal below says why.
     assert!(took >= Duration::from_secs(2), "{took:?}");
     let journal = unit.wait_journal("Failed with result 'timeout'.");
     assert!(journal.contains("start operation timed out. Terminating."));
