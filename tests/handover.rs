@@ -260,27 +260,56 @@ fn start_with_notify_socket(sb: &Sandbox) -> (UnixDatagram, Launcher) {
     (notify, sb.start_with(c))
 }
 
+/// The next datagram systemd would read.
+fn next_notice(notify: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 #[test]
 fn sd_notify_ready_and_stopping() {
     let sb = Sandbox::new("notify");
     let (notify, mut launcher) = start_with_notify_socket(&sb);
     let daemon = sb.wait_event("ready", &[], T);
-    let mut buf = [0u8; 512];
-    let n = notify.recv(&mut buf).unwrap();
-    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let ready = next_notice(&notify);
     assert!(ready.contains("READY=1"), "{ready}");
     assert!(
         ready.contains(&format!("MAINPID={}", launcher.pid)),
         "{ready}"
     );
-    // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside.
+    // `systemctl status` shows which generation serves.
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=generation {daemon} serving")
+    );
+    // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside,
+    // each with its STATUS= line.
     launcher.signal(Signal::SIGTERM);
-    let n = notify.recv(&mut buf).unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("RELOADING=1\nMONOTONIC_USEC="));
-    let n = notify.recv(&mut buf).unwrap();
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    assert!(next_notice(&notify).starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=restart requested: generation {daemon} prepares its successor")
+    );
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=generation {daemon} handed over; it serves until the next one starts")
+    );
+    assert_eq!(next_notice(&notify), "STOPPING=1");
     assert!(launcher.wait(T).success());
     wait_dead(daemon, T);
+}
+
+#[test]
+fn sd_notify_status_says_a_new_generation_failed() {
+    let sb = Sandbox::new("notify-fail").env("TESTD_CRASH", "exit3");
+    let (notify, mut launcher) = start_with_notify_socket(&sb);
+    let daemon = sb.wait_event("start", &[], T);
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=restart failed: generation {daemon} ended (status 3) before started()")
+    );
+    assert_eq!(launcher.wait(T).code(), Some(3));
 }
 
 #[test]

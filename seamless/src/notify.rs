@@ -5,8 +5,9 @@
 //! `RELOADING=1` when a restart is requested, `STOPPING=1` when it steps
 //! aside or the daemon begins its graceful shutdown, and, while a drain
 //! lasts, `EXTEND_TIMEOUT_USEC` every few seconds so that systemd's stop
-//! timeout does not cut it. Nothing happens when `NOTIFY_SOCKET` is not
-//! set.
+//! timeout does not cut it; `STATUS=` lines name the generation and how a
+//! restart went (`systemctl status` shows the last one). Nothing happens
+//! when `NOTIFY_SOCKET` is not set.
 
 use std::os::unix::net::UnixDatagram;
 
@@ -70,6 +71,11 @@ impl Notifier {
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
     }
 
+    /// A free-form status line for `systemctl status` (one line).
+    pub(crate) fn status(&self, line: &str) {
+        self.send(&format!("STATUS={}", line.replace('\n', " ")));
+    }
+
     /// The launcher steps aside, or the daemon is draining.
     pub(crate) fn stopping(&self) {
         self.send("STOPPING=1");
@@ -100,12 +106,15 @@ mod tests {
         };
         n.ready();
         n.ready();
+        n.status("generation 7 serving\nnow");
         n.stopping();
         let mut buf = [0u8; 256];
         let len = server.recv(&mut buf).unwrap();
         assert!(std::str::from_utf8(&buf[..len])
             .unwrap()
             .starts_with("READY=1\nMAINPID="));
+        let len = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"STATUS=generation 7 serving now");
         let len = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..len], b"STOPPING=1");
         std::fs::remove_dir_all(&dir).unwrap();

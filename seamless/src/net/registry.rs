@@ -56,6 +56,16 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Every socket held: (name, kind and address), in the order obtained.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.socket.as_ref()?.0.clone())))
+            .collect()
+    }
+}
+
 impl Lookup for Registry {
     fn lookup(&self, name: &str) -> io::Result<Option<(String, OwnedFd)>> {
         let entries = self.lock();
@@ -136,5 +146,6 @@ mod tests {
         let (address, _dup) = registry.lookup("dup").unwrap().unwrap();
         assert_eq!(address, "x");
         assert!(registry.lookup("unknown").unwrap().is_none());
+        assert_eq!(registry.list(), [("dup".to_owned(), "x".to_owned())]);
     }
 }
