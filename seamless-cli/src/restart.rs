@@ -77,14 +77,19 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> std::io:
         // take the listeners from.
         while !matches!(admin::generation(pid_file, old.pid)?, Some(g) if g.role != Role::Serving) {
             if Instant::now() >= deadline {
-                return Ok(failed(pid_file, &old, timeout, None));
+                return Ok(failed(pid_file, &old, None, timeout, None));
             }
             std::thread::sleep(POLL);
         }
         child = Some(recipe.spawn()?);
     }
+    // The old generation's last word: it may be gone by the verdict.
+    let mut last_seen = None;
     loop {
         let all = admin::generations(pid_file)?;
+        if let Some(g) = all.iter().find(|g| g.pid == old.pid) {
+            last_seen = Some(g.clone());
+        }
         if let Some(new) = all
             .iter()
             .find(|g| g.pid != old.pid && g.role == Role::Serving)
@@ -102,27 +107,46 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> std::io:
         if let Some(c) = &mut child {
             if c.try_wait()?.is_some() {
                 std::thread::sleep(POLL); // let its report reach the old generation
-                return Ok(failed(pid_file, &old, timeout, child.as_mut()));
+                return Ok(failed(pid_file, &old, last_seen, timeout, child.as_mut()));
             }
         }
         if Instant::now() >= deadline {
-            return Ok(failed(pid_file, &old, timeout, child.as_mut()));
+            return Ok(failed(pid_file, &old, last_seen, timeout, child.as_mut()));
         }
         std::thread::sleep(POLL);
     }
 }
 
+/// The first line of [`describe`].
+fn headline(g: &Generation) -> String {
+    describe(g).lines().next().unwrap_or_default().to_owned()
+}
+
 /// Says what is known, exit status 1.
-fn failed(pid_file: &Path, old: &Generation, timeout: Duration, child: Option<&mut Child>) -> u8 {
+fn failed(
+    pid_file: &Path,
+    old: &Generation,
+    last_seen: Option<Generation>,
+    timeout: Duration,
+    child: Option<&mut Child>,
+) -> u8 {
     eprintln!(
         "seamless restart: FAILED: no new generation called started() within {}",
         format_duration(timeout)
     );
-    let now = admin::generation(pid_file, old.pid).ok().flatten();
-    match &now {
-        Some(g) => eprint!("old {}", describe(g)),
-        None => eprintln!("old generation {}: no longer runs", old.pid),
-    }
+    let now = match admin::generation(pid_file, old.pid).ok().flatten() {
+        Some(g) => {
+            eprintln!("old {}", headline(&g));
+            Some(g)
+        }
+        None => {
+            eprintln!("old generation {}: no longer runs", old.pid);
+            if let Some(g) = &last_seen {
+                eprintln!("  last seen: {}", headline(g));
+            }
+            last_seen
+        }
+    };
     let mut named = Vec::new();
     if let Some(g) = &now {
         named.extend(g.successors.iter().map(|s| s.pid));
@@ -130,7 +154,7 @@ fn failed(pid_file: &Path, old: &Generation, timeout: Duration, child: Option<&m
     // Generations that started but never called started(), known or not
     // to the old one.
     for g in admin::generations(pid_file).unwrap_or_default() {
-        if g.pid != old.pid && !named.contains(&g.pid) && now.is_some() {
+        if g.pid != old.pid && !named.contains(&g.pid) {
             eprintln!("successor {}: {} (has not called started())", g.pid, g.role);
         }
     }

@@ -221,7 +221,23 @@ fn ask(path: &Path, request: &Request) -> io::Result<Option<(Head, Vec<u8>)>> {
 }
 
 fn ask_status(path: &Path, pid: i32) -> io::Result<Option<Generation>> {
-    let Some((head, body)) = ask(path, &Request::Status)? else {
+    let answer = match ask(path, &Request::Status) {
+        Ok(answer) => answer,
+        // Exiting as we asked: as good as gone.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::UnexpectedEof
+                    | io::ErrorKind::NotFound
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let Some((head, body)) = answer else {
         return Ok(None); // gone: a stale socket file
     };
     let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);

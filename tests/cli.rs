@@ -1,0 +1,425 @@
+//! The `seamless` command-line tool against real generations of testd:
+//! every exit code of `status` and `restart`, a successor that crashes,
+//! one that hangs before `started()`, restarts with no supervisor (the
+//! tool starts the next launcher) and under runit, a successor speaking
+//! another protocol version.
+//!
+//! The service's program is a symlink (`app`) to testd, or to a script
+//! that changes testd's behaviour: what a deploy does to a path.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_seamless-tool");
+const T: Duration = Duration::from_secs(20);
+
+fn tool(args: &[&str]) -> Output {
+    let output = Command::new(TOOL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ seamless {}\n{}{}=> {:?}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        output.status.code()
+    );
+    output
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Points `<sandbox>/app` at testd, or at a script that runs testd with
+/// `env` added: the deploy of a new binary.
+fn deploy(sb: &Sandbox, env: &str) {
+    let app = sb.dir.join("app");
+    let tmp = sb.dir.join("app.new");
+    let _ = std::fs::remove_file(&tmp);
+    if env.is_empty() {
+        std::os::unix::fs::symlink(TESTD, &tmp).unwrap();
+    } else {
+        std::fs::write(
+            &tmp,
+            format!("#!/bin/sh\nexport {env}\nexec '{TESTD}' \"$@\"\n"),
+        )
+        .unwrap();
+        set_executable(&tmp);
+    }
+    std::fs::rename(&tmp, &app).unwrap();
+}
+
+fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Starts `<sandbox>/app` by hand (no supervisor): its argv[0] is the
+/// symlink's path, as a shell would run it.
+fn start_by_hand(sb: &Sandbox) -> Launcher {
+    let mut c = Command::new(sb.dir.join("app"));
+    c.env("TESTD_PID_FILE", sb.pid_file())
+        .env("TESTD_ADDR", format!("127.0.0.1:{}", sb.port))
+        .env("TESTD_EVENTS", sb.events_file())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .current_dir(&sb.dir)
+        .process_group(0);
+    sb.start_with(c)
+}
+
+/// Kills, on drop, launchers the tool started (they are in sessions of
+/// their own, out of the sandbox's groups); their daemons are in the
+/// event log, which the sandbox kills.
+struct Strays(Vec<i32>);
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+            wait_until(Duration::from_secs(2), || !alive(*pid));
+        }
+    }
+}
+
+/// The launcher of generation `daemon` (its parent).
+fn launcher_of(daemon: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn status_exit_codes() {
+    let sb = Sandbox::new("cli-status");
+    let pid_file = sb.pid_file();
+    // Nothing runs: 3, and an empty list.
+    let out = tool(&["status", path(&pid_file)]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = tool(&["status", path(&pid_file), "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["generations"], serde_json::json!([]));
+    // Usage errors: 2.
+    assert_eq!(tool(&["status"]).status.code(), Some(2));
+    assert_eq!(tool(&["status", "a", "b"]).status.code(), Some(2));
+    assert_eq!(tool(&["frobnicate", "a"]).status.code(), Some(2));
+
+    // One generation serves: 0, with its listener.
+    let _launcher = sb.start();
+    let daemon = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(daemon));
+    let out = tool(&["status", path(&pid_file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("generation {daemon}: serving since")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("listener \"web\": tcp 127.0.0.1:{}", sb.port)),
+        "{shown}"
+    );
+    let out = tool(&["status", path(&pid_file), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &doc["generations"][0];
+    assert_eq!(g["pid"], daemon);
+    assert_eq!(g["role"], "serving");
+    assert_eq!(g["handover_timeout"], "3s");
+    assert_eq!(g["listeners"][0]["name"], "web");
+
+    // Errors: 1. A pid file that is not a file; one of another user.
+    let not_a_file = sb.dir.join("dir.pid");
+    std::fs::create_dir(&not_a_file).unwrap();
+    assert_eq!(tool(&["status", path(&not_a_file)]).status.code(), Some(1));
+    assert_eq!(
+        tool(&["status", path(&sb.dir.join("missing/dir/x.pid"))])
+            .status
+            .code(),
+        Some(1)
+    );
+    if nix::unistd::geteuid().is_root() {
+        let foreign = sb.dir.join("foreign.pid");
+        std::fs::write(&foreign, b"1\n").unwrap();
+        nix::unistd::chown(&foreign, Some(65534.into()), None).unwrap();
+        let out = tool(&["status", path(&foreign)]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out).contains("belongs to uid 65534"),
+            "{}",
+            text(&out)
+        );
+    } else {
+        eprintln!("SKIPPED: a pid file of another user needs root");
+    }
+}
+
+#[test]
+fn restart_without_a_supervisor_starts_the_next_launcher() {
+    let sb = Sandbox::new("cli-hand");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    let mut strays = Strays(Vec::new());
+    for round in 0..2 {
+        let before = sb.pid_in_file().unwrap();
+        let out = tool(&["restart", path(&sb.pid_file())]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {shown}");
+        let new = sb.wait_event("ready", &[old, before], T);
+        strays.0.push(launcher_of(new));
+        assert!(shown.contains(&format!("{before} -> {new} in ")), "{shown}");
+        assert!(shown.contains("this tool starts the next"), "{shown}");
+        sb.assert_pid_file(Some(new));
+        assert_eq!(sb.get("/").unwrap(), new);
+        wait_dead(before, T);
+    }
+}
+
+#[test]
+fn restart_reports_a_successor_that_crashes_and_the_old_one_serves_on() {
+    let sb = Sandbox::new("cli-crash");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    deploy(&sb, "TESTD_CRASH=exit3");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let crashed = sb.wait_event("start", &[old], T);
+    assert!(
+        shown.contains("FAILED: no new generation called started()"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("old generation {old}: detached since")),
+        "{shown}"
+    );
+    assert!(shown.contains("serves until"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "successor {crashed}: exited with status 3 before started()"
+        )),
+        "{shown}"
+    );
+    // The old generation still serves, until handover_timeout.
+    assert_eq!(sb.get("/").unwrap(), old);
+    let out = tool(&["status", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(0), "a detached generation serves");
+    assert!(text(&out).contains("detached"), "{}", text(&out));
+}
+
+#[test]
+fn restart_reports_a_successor_that_hangs_before_started() {
+    let sb = Sandbox::new("cli-hang");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    deploy(&sb, "TESTD_START_DELAY_MS=60000");
+    let out = tool(&["restart", path(&sb.pid_file()), "--timeout", "1500ms"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let hung = sb.wait_event("start", &[old], T);
+    let _strays = Strays(vec![launcher_of(hung)]);
+    assert!(shown.contains("within 1500ms"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "successor {hung}: running (has not called started())"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("still runs"), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), old, "the old generation serves on");
+}
+
+#[test]
+fn restart_exit_codes_without_a_serving_generation() {
+    let sb = Sandbox::new("cli-none");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("no generation runs"));
+    assert_eq!(tool(&["restart"]).status.code(), Some(2));
+    assert_eq!(
+        tool(&["restart", "x.pid", "--timeout", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // A generation that is detached (USR2 straight to it) is not serving
+    // any more: 3, and it is named.
+    let mut launcher = sb.start();
+    let daemon = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(daemon));
+    signal(daemon, Signal::SIGUSR2);
+    assert!(launcher.wait(T).success());
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(&format!("generation {daemon}: detached")));
+    // An unreadable pid file: 1.
+    let not_a_file = sb.dir.join("dir.pid");
+    std::fs::create_dir(&not_a_file).unwrap();
+    assert_eq!(tool(&["restart", path(&not_a_file)]).status.code(), Some(1));
+}
+
+/// One request line to a unix socket; the whole answer.
+fn raw(path: &Path, request: &[u8]) -> String {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn a_successor_speaking_another_protocol_version_is_refused_and_the_old_one_serves_on() {
+    let sb = Sandbox::new("cli-version");
+    let mut launcher = sb.start();
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    // Stage 1, and nobody starts a successor: the endpoint is linked at
+    // <pid file>.handover for the next generation.
+    signal(old, Signal::SIGUSR2);
+    assert!(launcher.wait(T).success());
+    let handover = PathBuf::from(format!("{}.handover", sb.pid_file().display()));
+    assert!(wait_until(T, || path_exists(&handover)));
+    let answer = raw(&handover, b"seamless/3 listener web\n");
+    assert!(
+        answer.starts_with(
+            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3"
+        ),
+        "{answer:?}"
+    );
+    // The unversioned request of version 1: refused as well, and not
+    // understood by such a client as a socket (`+`) or a miss (`-`).
+    let answer = raw(&handover, b"web\n");
+    assert!(answer.starts_with("seamless/2 refused"), "{answer:?}");
+    assert!(wait_until(T, || sb.output().contains("refused pid")));
+    assert!(sb.output().contains("speaks seamless/3"), "{}", sb.output());
+    // The old generation still serves, and hands its socket to a
+    // successor that speaks its version.
+    assert_eq!(sb.get("/").unwrap(), old);
+    let answer = raw(&handover, b"seamless/2 status\n");
+    assert!(answer.contains("role detached"), "{answer:?}");
+}
+
+// ---------------------------------------------------------------- runit
+
+fn runit_installed() -> bool {
+    let found = ["runsv", "sv"].iter().all(|b| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
+            .unwrap_or(false)
+    });
+    if !found {
+        let message = "runit (runsv, sv) not installed (apt-get install runit)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+/// runsv running `<sandbox>/service`, whose run script runs `app`.
+struct Runsv {
+    process: Child,
+}
+
+impl Runsv {
+    fn start(sb: &Sandbox) -> Runsv {
+        let service = sb.dir.join("service");
+        std::fs::create_dir_all(&service).unwrap();
+        let run = format!(
+            "#!/bin/sh\nexec env TESTD_PID_FILE='{}' TESTD_ADDR='127.0.0.1:{}' TESTD_EVENTS='{}' '{}' 2>>'{}'\n",
+            sb.pid_file().display(),
+            sb.port,
+            sb.events_file().display(),
+            sb.dir.join("app").display(),
+            sb.dir.join("output-service").display()
+        );
+        std::fs::write(service.join("run"), run).unwrap();
+        set_executable(&service.join("run"));
+        let log = std::fs::File::create(sb.dir.join("output-runsv")).unwrap();
+        let process = Command::new("runsv")
+            .arg(&service)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Runsv { process }
+    }
+}
+
+impl Drop for Runsv {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
+            Signal::SIGKILL,
+        );
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn restart_under_runit_succeeds_then_reports_a_crashing_binary() {
+    if !runit_installed() {
+        return;
+    }
+    let sb = Sandbox::new("cli-runit");
+    deploy(&sb, "");
+    let runsv = Runsv::start(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    // A good binary.
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("runsv"),
+        "the supervisor starts the next: {shown}"
+    );
+    let new = sb.wait_event("ready", &[old], T);
+    assert!(shown.contains(&format!("{old} -> {new} in ")), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), new);
+    // A binary that fails on start: runsv starts it again and again; the
+    // verdict comes at handover_timeout (3 s), the old generation serving.
+    deploy(&sb, "TESTD_CRASH=exit3");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("within 3s"), "{shown}");
+    assert!(
+        shown.contains("exited with status 3 before started()"),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("generation {new}")), "{shown}");
+    // Roll back: the supervisor's next start serves again.
+    deploy(&sb, "");
+    let back = sb.wait_event("ready", &[old, new], T);
+    assert_eq!(sb.get("/").unwrap(), back);
+    drop(runsv);
+    let _ = std::fs::remove_dir_all(sb.dir.join("service/supervise"));
+}
