@@ -91,7 +91,8 @@ struct Strays(Vec<i32>);
 
 impl Drop for Strays {
     fn drop(&mut self) {
-        for pid in &self.0 {
+        let me = std::process::id() as i32;
+        for pid in self.0.iter().filter(|p| **p != me && **p > 1) {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
             wait_until(Duration::from_secs(2), || !alive(*pid));
         }
@@ -422,4 +423,112 @@ fn restart_under_runit_succeeds_then_reports_a_crashing_binary() {
     assert_eq!(sb.get("/").unwrap(), back);
     drop(runsv);
     let _ = std::fs::remove_dir_all(sb.dir.join("service/supervise"));
+}
+
+// ---------------------------------------------------------------- state
+
+/// An example program, built by `cargo test` next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --examples`)",
+        path.display()
+    );
+    path
+}
+
+/// `GET /` on `port`: (generation, pid) from the counter example.
+fn generation_and_pid(port: u16) -> (u64, i32) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let field = |key: &str| {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} in {answer:?}"))
+            .trim()
+            .to_owned()
+    };
+    (
+        field("generation ").parse().unwrap(),
+        field("pid ").parse().unwrap(),
+    )
+}
+
+fn start_counter(sb: &Sandbox, offer: &str) -> Launcher {
+    let mut c = Command::new(example("counter"));
+    c.arg(format!("127.0.0.1:{}", sb.port))
+        .arg(sb.pid_file())
+        .env("COUNTER_OFFER", offer)
+        .stdin(Stdio::null())
+        .current_dir(&sb.dir)
+        .process_group(0);
+    sb.start_with(c)
+}
+
+#[test]
+fn state_survives_20_restarts() {
+    let sb = Sandbox::new("cli-counter");
+    let _launcher = start_counter(&sb, "");
+    let mut strays = Strays(Vec::new());
+    assert!(wait_until(T, || sb.pid_in_file().is_some()));
+    let (first, mut pid) = generation_and_pid(sb.port);
+    assert_eq!(first, 1);
+    for round in 2..=21 {
+        let out = tool(&["restart", path(&sb.pid_file())]);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+        let new: i32 = text(&out)
+            .split_once(&format!("{pid} -> "))
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no OLD -> NEW in {}", text(&out)));
+        strays.0.extend([new, launcher_of(new)]);
+        // The old generation may still take a connection as it stops.
+        let mut seen = (0, 0);
+        assert!(wait_until(T, || {
+            seen = generation_and_pid(sb.port);
+            seen.1 == new
+        }));
+        assert_eq!(seen.0, round, "the counter went on");
+        pid = new;
+    }
+}
+
+#[test]
+fn refused_state_fails_the_restart_and_the_old_generation_serves_on() {
+    let sb = Sandbox::new("cli-counter-bad");
+    let _launcher = start_counter(&sb, "garbage");
+    let mut strays = Strays(Vec::new());
+    assert!(wait_until(T, || sb.pid_in_file().is_some()));
+    let (_, old) = generation_and_pid(sb.port);
+    strays.0.push(old);
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("exited with status 1 before started()"),
+        "{shown}"
+    );
+    // Both sides say it: the old generation logs its successor's end.
+    assert!(
+        sb.output().contains("ended before started() (status 1)"),
+        "{}",
+        sb.output()
+    );
+    assert_eq!(
+        generation_and_pid(sb.port),
+        (1, old),
+        "the old generation serves on"
+    );
 }

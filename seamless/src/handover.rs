@@ -773,6 +773,29 @@ mod tests {
             endpoint_path(Path::new("/run/app.pid")),
             Path::new("/run/app.pid.handover")
         );
+        assert_eq!(
+            control_path(Path::new("/run/app.pid"), 42),
+            Path::new("/run/app.pid.42.ctl")
+        );
+        // Each generation's endpoint is found again by pid, whatever the
+        // length of the pid file's name.
+        let dir = temp_dir();
+        for name in ["app.pid", &"n".repeat(200)] {
+            let pid_file = dir.join(name);
+            for pid in [42, 4_194_304] {
+                let path = control_path(&pid_file, pid);
+                assert!(path.file_name().unwrap().len() <= MAX_ENDPOINT_NAME);
+                std::fs::write(&path, b"").unwrap();
+            }
+            std::fs::write(dir.join(format!("{name}.x.ctl")), b"").unwrap();
+            let found: Vec<i32> = control_paths(&pid_file)
+                .unwrap()
+                .into_iter()
+                .map(|(pid, _)| pid)
+                .collect();
+            assert_eq!(found, [42, 4_194_304], "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -832,6 +855,81 @@ mod tests {
         let mut buf = [0u8; 8];
         let (n, _) = received.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Answers `state` with bytes and fds, as the daemon does.
+    struct Stateful(Vec<u8>, Vec<OwnedFd>);
+
+    impl Service for Stateful {
+        fn answer(&self, peer: sys::Peer, request: Request) -> Reply {
+            assert_eq!(peer.pid, std::process::id() as i32);
+            match request {
+                Request::State(name) if name == "keys" => Reply {
+                    head: Head::Ok(String::new()),
+                    body: self.0.clone(),
+                    fds: self.1.iter().map(|fd| fd.try_clone().unwrap()).collect(),
+                },
+                _ => Reply::head(Head::None),
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_and_fds_travel_within_the_limits() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let files: Vec<OwnedFd> = (0..3)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap().into())
+            .collect();
+        let body = vec![7u8; 200_000];
+        let _endpoint = open_service(&path, Arc::new(Stateful(body.clone(), files))).unwrap();
+        let limits = Limits {
+            answer: 300_000,
+            fds: 3,
+            timeout: Duration::from_secs(5),
+        };
+        let request = Request::State("keys".into());
+        let answer = ask(&path, &request, limits).unwrap().unwrap();
+        assert_eq!(answer.head, Head::Ok(String::new()));
+        assert_eq!(answer.body, body);
+        assert_eq!(answer.fds.len(), 3);
+        assert!(answer.fds.iter().all(cloexec));
+        // More than the client allows: refused, fds closed.
+        let small = Limits {
+            answer: 1000,
+            ..limits
+        };
+        assert_eq!(
+            ask(&path, &request, small).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let fewer = Limits { fds: 2, ..limits };
+        assert_eq!(
+            ask(&path, &request, fewer).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let other = Request::State("other".into());
+        assert_eq!(
+            ask(&path, &other, limits).unwrap().unwrap().head,
+            Head::None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_version_is_refused_with_our_version_named() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let _endpoint = open_endpoint(&path, offered()).unwrap();
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"seamless/3 listener web\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert_eq!(
+            answer,
+            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3, this generation seamless/2\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
