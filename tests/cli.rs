@@ -13,9 +13,10 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::runit::set_executable;
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -63,11 +64,6 @@ fn deploy(sb: &Sandbox, env: &str) {
         set_executable(&tmp);
     }
     std::fs::rename(&tmp, &app).unwrap();
-}
-
-fn set_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// Starts `<sandbox>/app` by hand (no supervisor): its argv[0] is the
@@ -324,74 +320,14 @@ fn a_successor_speaking_another_protocol_version_is_refused_and_the_old_one_serv
     assert!(answer.contains("role detached"), "{answer:?}");
 }
 
-// ---------------------------------------------------------------- runit
-
-fn runit_installed() -> bool {
-    let found = ["runsv", "sv"].iter().all(|b| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
-            .unwrap_or(false)
-    });
-    if !found {
-        let message = "runit (runsv, sv) not installed (apt-get install runit)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{message}");
-        }
-        eprintln!("SKIPPED: {message}");
-    }
-    found
-}
-
-/// runsv running `<sandbox>/service`, whose run script runs `app`.
-struct Runsv {
-    process: Child,
-}
-
-impl Runsv {
-    fn start(sb: &Sandbox) -> Runsv {
-        let service = sb.dir.join("service");
-        std::fs::create_dir_all(&service).unwrap();
-        let run = format!(
-            "#!/bin/sh\nexec env TESTD_PID_FILE='{}' TESTD_ADDR='127.0.0.1:{}' TESTD_EVENTS='{}' '{}' 2>>'{}'\n",
-            sb.pid_file().display(),
-            sb.port,
-            sb.events_file().display(),
-            sb.dir.join("app").display(),
-            sb.dir.join("output-service").display()
-        );
-        std::fs::write(service.join("run"), run).unwrap();
-        set_executable(&service.join("run"));
-        let log = std::fs::File::create(sb.dir.join("output-runsv")).unwrap();
-        let process = Command::new("runsv")
-            .arg(&service)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        Runsv { process }
-    }
-}
-
-impl Drop for Runsv {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
-            Signal::SIGKILL,
-        );
-        let _ = self.process.wait();
-    }
-}
-
 #[test]
 fn restart_under_runit_succeeds_then_reports_a_crashing_binary() {
-    if !runit_installed() {
+    if !runit::installed() {
         return;
     }
     let sb = Sandbox::new("cli-runit");
     deploy(&sb, "");
-    let runsv = Runsv::start(&sb);
+    let runsv = runit::Runsv::start(&sb, &sb.dir.join("app"));
     let old = sb.wait_event("ready", &[], T);
     sb.assert_pid_file(Some(old));
     // A good binary.
