@@ -187,9 +187,10 @@ pub fn generation(pid_file: &Path, pid: i32) -> io::Result<Option<Generation>> {
     ask_status(&handover::control_path(pid_file, pid), pid)
 }
 
-/// Asks generation `pid` to restart: stage 1, exactly as a TERM to its
-/// launcher would; its launcher then exits 0 and the supervisor starts the
-/// next generation. Refused (an error) unless it is attached to its
+/// Asks generation `pid` to restart exactly as a TERM to its launcher
+/// would: the generation sends its launcher that TERM, the launcher asks
+/// it to prepare (stage 1) and exits 0, and the supervisor starts the next
+/// generation. Refused (an error) unless it is attached to its
 /// launcher and not already restarting or stopping.
 ///
 /// ```no_run

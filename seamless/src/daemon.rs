@@ -29,7 +29,7 @@
 //! With a pid file, each generation also keeps an endpoint from start-up
 //! to exit (`<pid file>.<pid>.ctl`, see [`crate::handover`]). It answers
 //! `status` (role, since when, until when, listeners, successors) and
-//! `restart` (stage 1, as a TERM to the launcher would) to `seamless`, the
+//! `restart` (a TERM to the launcher, as from the supervisor) to `seamless`, the
 //! command-line tool; from stage 1 to stage 3 it is also linked at
 //! `<pid file>.handover`, where the next generation takes the listeners
 //! and [state](crate::state), and where the next launcher reports the
@@ -72,6 +72,8 @@ enum Phase {
 enum Event {
     /// A restart was requested (stage 1), by whom.
     RestartRequested(&'static str),
+    /// `seamless restart` asked for a restart through the endpoint.
+    RestartAsked,
     /// The program called `started()`.
     Started,
     /// TERM or INT: a graceful stop, and why.
@@ -95,6 +97,10 @@ enum Action {
     /// The configured parent signal to the launcher, if it still is our
     /// parent.
     SignalParent,
+    /// TERM to the launcher, if it still is our parent: a restart exactly
+    /// as the supervisor's TERM makes one (the launcher's deadlines and
+    /// systemd notifications included).
+    TermLauncher,
     /// Stage 2: the pid file handshake.
     Claim,
     /// Stage 3: close the endpoint, fire `Shutdown`, run the handlers.
@@ -181,6 +187,13 @@ impl Machine {
     fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         match event {
             Event::RestartRequested(by) => self.restart_requested(by, now),
+            Event::RestartAsked => match self.may_restart() {
+                Ok(()) => vec![Action::TermLauncher],
+                Err(why) => {
+                    report::info!("`seamless restart` ignored: {why}");
+                    Vec::new()
+                }
+            },
             Event::Started => self.started(now),
             Event::Terminate(reason) => self.shut_down(reason, now),
             Event::LauncherLost => {
@@ -428,7 +441,7 @@ impl Daemon {
                 events.push(Event::Started);
             }
             if restart {
-                events.push(Event::RestartRequested("`seamless restart`"));
+                events.push(Event::RestartAsked);
             }
             for delivery in signals.drain() {
                 events.push(match delivery.signal {
@@ -549,6 +562,15 @@ impl Daemon {
                     }
                 }
             }
+            Action::TermLauncher => match self.launcher {
+                Some(launcher) if nix::unistd::getppid().as_raw() == launcher => {
+                    let pid = nix::unistd::Pid::from_raw(launcher);
+                    if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM) {
+                        report::warning!("cannot send SIGTERM to launcher {launcher}: {e}");
+                    }
+                }
+                _ => report::warning!("`seamless restart`: the launcher is gone; nothing restarts"),
+            },
             Action::SignalParent => {
                 if let (Some(signal), Some(launcher)) = (self.config.parent_signal, self.launcher) {
                     if nix::unistd::getppid().as_raw() == launcher {
@@ -994,6 +1016,14 @@ mod tests {
         let mut lost = daemon();
         lost.attached = false;
         assert_eq!(lost.may_restart(), Err("the launcher is gone"));
+        assert_eq!(lost.step(Event::RestartAsked, t0), []);
+        // Asked while serving: the launcher gets the supervisor's TERM.
+        let mut serving = daemon();
+        serving.step(Event::Started, t0);
+        assert_eq!(
+            serving.step(Event::RestartAsked, t0),
+            [Action::TermLauncher]
+        );
         assert!(Machine::new(&config(), false).may_restart().is_err());
     }
 
