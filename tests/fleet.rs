@@ -79,9 +79,17 @@ fn serving(sb: &Sandbox) -> (i32, String) {
     (pid, mark)
 }
 
+/// A service under runsv. Fields drop in order: runsv and every
+/// generation first, then the sandbox and its directory.
 struct Host {
+    runsv: Option<Runsv>,
     sb: Sandbox,
-    _runsv: Runsv,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        drop(self.runsv.take());
+    }
 }
 
 impl Host {
@@ -93,7 +101,10 @@ impl Host {
         let runsv = Runsv::start(&sb, &app);
         let pid = sb.wait_event("ready", &[], T);
         sb.assert_pid_file(Some(pid));
-        Host { sb, _runsv: runsv }
+        Host {
+            runsv: Some(runsv),
+            sb,
+        }
     }
 
     fn inventory_line(&self, name: &str) -> String {
