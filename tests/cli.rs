@@ -80,17 +80,37 @@ fn start_by_hand(sb: &Sandbox) -> Launcher {
     sb.start_with(c)
 }
 
-/// Kills, on drop, launchers the tool started (they are in sessions of
-/// their own, out of the sandbox's groups); their daemons are in the
-/// event log, which the sandbox kills.
-struct Strays(Vec<i32>);
+/// Kills, on drop, processes the tool started (launchers in sessions of
+/// their own, out of the sandbox's groups, and their daemons), each only if
+/// it is still the process seen when it was added (same start time): a pid
+/// reused since is left alone.
+struct Strays(Vec<(i32, String)>);
+
+/// Field 22 of `/proc/PID/stat`, the start time.
+fn start_time(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19).map(str::to_owned)
+}
+
+impl Strays {
+    fn add(&mut self, pid: i32) {
+        let me = std::process::id() as i32;
+        if pid > 1 && pid != me {
+            if let Some(started) = start_time(pid) {
+                self.0.push((pid, started));
+            }
+        }
+    }
+}
 
 impl Drop for Strays {
     fn drop(&mut self) {
-        let me = std::process::id() as i32;
-        for pid in self.0.iter().filter(|p| **p != me && **p > 1) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
-            wait_until(Duration::from_secs(2), || !alive(*pid));
+        for (pid, started) in &self.0 {
+            if start_time(*pid).as_ref() == Some(started) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+                wait_until(Duration::from_secs(2), || !alive(*pid));
+            }
         }
     }
 }
@@ -182,7 +202,7 @@ fn restart_without_a_supervisor_starts_the_next_launcher() {
         let shown = text(&out);
         assert_eq!(out.status.code(), Some(0), "round {round}: {shown}");
         let new = sb.wait_event("ready", &[old, before], T);
-        strays.0.push(launcher_of(new));
+        strays.add(launcher_of(new));
         assert!(shown.contains(&format!("{before} -> {new} in ")), "{shown}");
         assert!(shown.contains("this tool starts the next"), "{shown}");
         sb.assert_pid_file(Some(new));
@@ -237,7 +257,8 @@ fn restart_reports_a_successor_that_hangs_before_started() {
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
     let hung = sb.wait_event("start", &[old], T);
-    let _strays = Strays(vec![launcher_of(hung)]);
+    let mut strays = Strays(Vec::new());
+    strays.add(launcher_of(hung));
     assert!(shown.contains("within 1500ms"), "{shown}");
     assert!(
         shown.contains(&format!(
@@ -429,7 +450,8 @@ fn state_survives_20_restarts() {
             .split_once(&format!("{pid} -> "))
             .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
             .unwrap_or_else(|| panic!("no OLD -> NEW in {}", text(&out)));
-        strays.0.extend([new, launcher_of(new)]);
+        strays.add(new);
+        strays.add(launcher_of(new));
         // The old generation may still take a connection as it stops.
         let mut seen = (0, 0);
         assert!(wait_until(T, || {
@@ -448,7 +470,7 @@ fn refused_state_fails_the_restart_and_the_old_generation_serves_on() {
     let mut strays = Strays(Vec::new());
     assert!(wait_until(T, || sb.pid_in_file().is_some()));
     let (_, old) = generation_and_pid(sb.port);
-    strays.0.push(old);
+    strays.add(old);
     let out = tool(&["restart", path(&sb.pid_file())]);
     let shown = text(&out);
     assert_eq!(out.status.code(), Some(1), "{shown}");
