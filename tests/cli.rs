@@ -268,6 +268,35 @@ fn restart_reports_a_successor_that_hangs_before_started() {
     );
     assert!(shown.contains("still runs"), "{shown}");
     assert_eq!(sb.get("/").unwrap(), old, "the old generation serves on");
+    // Both show in `status`: the old one detached, the new one starting.
+    let out = tool(&["status", path(&sb.pid_file()), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<(i64, String)> = doc["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["pid"].as_i64().unwrap(),
+                g["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        roles.contains(&(old.into(), "detached".into())),
+        "{roles:?}"
+    );
+    assert!(
+        roles.contains(&(hung.into(), "starting".into())),
+        "{roles:?}"
+    );
+    let starting = doc["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pid"] == hung)
+        .unwrap();
+    assert!(starting["since"].is_string(), "{starting}");
 }
 
 #[test]

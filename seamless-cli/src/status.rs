@@ -113,3 +113,49 @@ fn to_json(g: &Generation) -> Value {
         }).collect::<Vec<_>>(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use seamless::admin::{Listener, Successor};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn detached() -> Generation {
+        Generation {
+            pid: 42,
+            role: Role::Detached,
+            since: Some(UNIX_EPOCH + Duration::from_secs(1)),
+            until: Some(UNIX_EPOCH + Duration::from_secs(4)),
+            launcher: None,
+            handover_timeout: Duration::from_secs(3),
+            listeners: vec![Listener {
+                name: "web".into(),
+                address: "tcp 127.0.0.1:80".into(),
+            }],
+            successors: vec![Successor {
+                pid: 43,
+                outcome: Outcome::Exited(3),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_generation_is_described_in_text_and_json() {
+        let g = detached();
+        assert!(serves(&g));
+        assert_eq!(
+            describe(&g),
+            "generation 42: detached since 1970-01-01T00:00:01.000Z, serves until 1970-01-01T00:00:04.000Z at the latest (handover_timeout 3s)\n  \
+             listener \"web\": tcp 127.0.0.1:80\n  \
+             successor 43: exited with status 3 before started()\n"
+        );
+        let doc = to_json(&g);
+        assert_eq!(doc["pid"], 42);
+        assert_eq!(doc["role"], "detached");
+        assert_eq!(doc["until_unix_ms"], 4000);
+        assert_eq!(doc["handover_timeout"], "3s");
+        assert_eq!(doc["successors"][0]["state"], "exited");
+        assert_eq!(doc["successors"][0]["status"], 3);
+        assert_eq!(doc["listeners"][0]["address"], "tcp 127.0.0.1:80");
+    }
+}

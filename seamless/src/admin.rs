@@ -92,8 +92,8 @@ pub struct Generation {
     pub pid: i32,
     /// What it is doing.
     pub role: Role,
-    /// Since when (serving: since `started()`; detached, draining: since
-    /// that began). `None` while starting.
+    /// Since when (starting: since the process started; serving: since
+    /// `started()`; detached, draining: since that began).
     pub since: Option<SystemTime>,
     /// Detached: when it gives up waiting for a successor
     /// (`handover_timeout`); draining: when `shutdown_timeout` ends it.

@@ -309,6 +309,9 @@ struct Daemon {
     shared: Mutex<Shared>,
     /// `started()` writes a byte here to wake the control thread.
     wake: (OwnedFd, OwnedFd),
+    /// When seamless started in this process: a starting generation's
+    /// "since".
+    born: Instant,
 }
 
 #[derive(Default)]
@@ -355,6 +358,7 @@ pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<S
         machine: Mutex::new(machine),
         shared: Mutex::default(),
         wake: wake_pipe()?,
+        born: Instant::now(),
     });
     daemon.open_endpoint();
     spawn_control(daemon, &BLOCKED_IN_CHILD)?;
@@ -373,6 +377,7 @@ pub(crate) fn start_plain(config: Config) -> Result<Session, Error> {
         machine: Mutex::new(machine),
         shared: Mutex::default(),
         wake: wake_pipe()?,
+        born: Instant::now(),
     });
     spawn_control(daemon, &[libc::SIGTERM, libc::SIGINT])?;
     Ok(Session { finished: false })
@@ -719,6 +724,7 @@ impl Daemon {
         let (role, since, until, attached) = {
             let machine = self.machine();
             let (role, since, until) = machine.role();
+            let since = since.or((role == "starting").then_some(self.born));
             (role, since, until, machine.attached)
         };
         let successors = self
