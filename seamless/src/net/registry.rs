@@ -33,6 +33,14 @@ impl Registry {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every socket held: (name, kind and address), in the order obtained.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.socket.as_ref()?.0.clone())))
+            .collect()
+    }
+
     /// Claims `name`, so that no other socket of this process takes it;
     /// the claim lapses unless [`Reservation::fill`] is called.
     pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> io::Result<Reservation> {
@@ -53,16 +61,6 @@ impl Registry {
             name: name.to_owned(),
             filled: false,
         })
-    }
-}
-
-impl Registry {
-    /// Every socket held: (name, kind and address), in the order obtained.
-    pub(crate) fn list(&self) -> Vec<(String, String)> {
-        self.lock()
-            .iter()
-            .filter_map(|e| Some((e.name.clone(), e.socket.as_ref()?.0.clone())))
-            .collect()
     }
 }
 
