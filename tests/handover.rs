@@ -260,40 +260,56 @@ fn start_with_notify_socket(sb: &Sandbox) -> (UnixDatagram, Launcher) {
     (notify, sb.start_with(c))
 }
 
+/// The next datagram systemd would read.
+fn next_notice(notify: &UnixDatagram) -> String {
+    let mut buf = [0u8; 512];
+    let n = notify.recv(&mut buf).unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
 #[test]
 fn sd_notify_ready_and_stopping() {
     let sb = Sandbox::new("notify");
     let (notify, mut launcher) = start_with_notify_socket(&sb);
     let daemon = sb.wait_event("ready", &[], T);
-    let mut buf = [0u8; 512];
-    let n = notify.recv(&mut buf).unwrap();
-    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let ready = next_notice(&notify);
     assert!(ready.contains("READY=1"), "{ready}");
     assert!(
         ready.contains(&format!("MAINPID={}", launcher.pid)),
         "{ready}"
     );
-    assert!(
-        ready.contains(&format!("\nSTATUS=serving: daemon {daemon} has started")),
-        "{ready}"
-    );
-    // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside.
-    launcher.signal(Signal::SIGTERM);
-    let n = notify.recv(&mut buf).unwrap();
-    let reloading = String::from_utf8_lossy(&buf[..n]).into_owned();
-    assert!(reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="));
-    assert!(reloading.ends_with(&format!(
-        "\nSTATUS=restarting: daemon {daemon} prepares the handover"
-    )));
-    let n = notify.recv(&mut buf).unwrap();
+    // `systemctl status` shows which generation serves.
     assert_eq!(
-        String::from_utf8_lossy(&buf[..n]),
-        format!(
-            "STOPPING=1\nSTATUS=restarting: daemon {daemon} serves until its successor has started"
-        )
+        next_notice(&notify),
+        format!("STATUS=serving: daemon {daemon} has started")
     );
+    // A restart: RELOADING=1, then STOPPING=1 as the launcher steps aside,
+    // each with its STATUS= line.
+    launcher.signal(Signal::SIGTERM);
+    assert!(next_notice(&notify).starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=restarting: daemon {daemon} prepares the handover")
+    );
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=restarting: daemon {daemon} serves until its successor has started")
+    );
+    assert_eq!(next_notice(&notify), "STOPPING=1");
     assert!(launcher.wait(T).success());
     wait_dead(daemon, T);
+}
+
+#[test]
+fn sd_notify_status_says_a_new_generation_failed() {
+    let sb = Sandbox::new("notify-fail").env("TESTD_CRASH", "exit3");
+    let (notify, mut launcher) = start_with_notify_socket(&sb);
+    let daemon = sb.wait_event("start", &[], T);
+    assert_eq!(
+        next_notice(&notify),
+        format!("STATUS=restart failed: daemon {daemon} ended (status 3) before started()")
+    );
+    assert_eq!(launcher.wait(T).code(), Some(3));
 }
 
 #[test]
@@ -316,12 +332,7 @@ fn sd_notify_extends_the_stop_timeout_while_the_daemon_drains() {
         let n = notify.recv(&mut buf).unwrap();
         seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
     }
-    assert!(
-        seen.contains(&format!(
-            "STOPPING=1\nSTATUS=stopping: daemon {daemon} drains"
-        )),
-        "{seen:?}"
-    );
+    assert!(seen.contains(&"STOPPING=1".to_owned()), "{seen:?}");
     assert_eq!(slow.join().unwrap().unwrap(), daemon);
     assert_eq!(launcher.wait(T).code(), Some(0));
 }

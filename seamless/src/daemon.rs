@@ -25,10 +25,20 @@
 //!
 //! A plain process (seamless disabled) has the same thread with TERM and INT
 //! only: no launcher, no pid file, no restart.
+//!
+//! With a pid file, each generation also keeps an endpoint from start-up
+//! to exit (`<pid file>.<pid>.ctl`, see [`crate::handover`]). It answers
+//! `status` (role, since when, until when, listeners, successors) and
+//! `restart` (a TERM to the launcher, as from the supervisor) to `seamless`, the
+//! command-line tool; from stage 1 to stage 3 it is also linked at
+//! `<pid file>.handover`, where the next generation takes the listeners
+//! and [state](crate::state), and where the next launcher reports the
+//! daemon it spawned and how that daemon ended if it ended before
+//! `started()`. The successors are remembered for `status`.
 
 use std::os::fd::{AsFd, OwnedFd, RawFd};
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::poll::{PollFd, PollFlags};
 
@@ -36,11 +46,12 @@ use crate::config::Config;
 use crate::control::{Channel, Message, Received, BLOCKED_IN_CHILD};
 use crate::error::Error;
 use crate::handlers::{self, Stage};
-use crate::handover::{self, Endpoint};
+use crate::handover::{self, Endpoint, Reply, Service};
 use crate::pidfile::PidFile;
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
-use crate::{net, progname, report, sys};
+use crate::wire::{self, Ended, Head, Request};
+use crate::{net, procfs, progname, report, state, sys};
 
 // ---------------------------------------------------------------- machine
 
@@ -61,6 +72,8 @@ enum Phase {
 enum Event {
     /// A restart was requested (stage 1), by whom.
     RestartRequested(&'static str),
+    /// `seamless restart` asked for a restart through the endpoint.
+    RestartAsked,
     /// The program called `started()`.
     Started,
     /// TERM or INT: a graceful stop, and why.
@@ -84,6 +97,10 @@ enum Action {
     /// The configured parent signal to the launcher, if it still is our
     /// parent.
     SignalParent,
+    /// TERM to the launcher, if it still is our parent: a restart exactly
+    /// as the supervisor's TERM makes one (the launcher's deadlines and
+    /// systemd notifications included).
+    TermLauncher,
     /// Stage 2: the pid file handshake.
     Claim,
     /// Stage 3: close the endpoint, fire `Shutdown`, run the handlers.
@@ -96,6 +113,8 @@ enum Action {
 #[derive(Debug)]
 struct Machine {
     phase: Phase,
+    /// When `started()` took effect.
+    started_at: Option<Instant>,
     /// A daemon (with a launcher and the restart protocol), or a plain
     /// process.
     daemon: bool,
@@ -111,6 +130,7 @@ impl Machine {
     fn new(config: &Config, daemon: bool) -> Machine {
         Machine {
             phase: Phase::Running { started: false },
+            started_at: None,
             daemon,
             attached: daemon,
             parent_signal: config.parent_signal.is_some(),
@@ -136,10 +156,45 @@ impl Machine {
         }
     }
 
+    /// Where this generation stands, as `seamless status` names it: the
+    /// role, since when, and until when it lasts at most.
+    fn role(&self) -> (&'static str, Option<Instant>, Option<Instant>) {
+        match self.phase {
+            Phase::Running { started: false } => ("starting", None, None),
+            Phase::Running { started: true } => ("serving", self.started_at, None),
+            Phase::Detached { since, .. } => {
+                ("detached", Some(since), Some(since + self.handover_timeout))
+            }
+            Phase::ShuttingDown { since } => (
+                "draining",
+                Some(since),
+                self.shutdown_timeout.map(|limit| since + limit),
+            ),
+        }
+    }
+
+    /// Whether a `restart` request may be taken now, or why not.
+    fn may_restart(&self) -> Result<(), &'static str> {
+        match self.phase {
+            _ if !self.daemon => Err("seamless is disabled in this process"),
+            Phase::Running { .. } if self.attached => Ok(()),
+            Phase::Running { .. } => Err("the launcher is gone"),
+            Phase::Detached { .. } => Err("a restart is already under way"),
+            Phase::ShuttingDown { .. } => Err("this generation is shutting down"),
+        }
+    }
+
     fn step(&mut self, event: Event, now: Instant) -> Vec<Action> {
         match event {
             Event::RestartRequested(by) => self.restart_requested(by, now),
-            Event::Started => self.started(),
+            Event::RestartAsked => match self.may_restart() {
+                Ok(()) => vec![Action::TermLauncher],
+                Err(why) => {
+                    report::info!("`seamless restart` ignored: {why}");
+                    Vec::new()
+                }
+            },
+            Event::Started => self.started(now),
             Event::Terminate(reason) => self.shut_down(reason, now),
             Event::LauncherLost => {
                 let was_attached = std::mem::replace(&mut self.attached, false);
@@ -184,11 +239,12 @@ impl Machine {
         actions
     }
 
-    fn started(&mut self) -> Vec<Action> {
+    fn started(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
             _ if !self.daemon => Vec::new(),
             Phase::Running { started: false } => {
                 self.phase = Phase::Running { started: true };
+                self.started_at = Some(now);
                 let mut actions = vec![Action::Claim];
                 if self.attached {
                     actions.push(Action::Send(Message::Started));
@@ -252,6 +308,9 @@ struct Daemon {
     shared: Mutex<Shared>,
     /// `started()` writes a byte here to wake the control thread.
     wake: (OwnedFd, OwnedFd),
+    /// When seamless started in this process: a starting generation's
+    /// "since".
+    born: Instant,
 }
 
 /// A daemon's launcher: its pid and the control channel to it.
@@ -262,10 +321,24 @@ struct Launcher {
 
 #[derive(Default)]
 struct Shared {
+    /// This generation's endpoint (`<pid file>.<pid>.ctl`), from start-up.
     endpoint: Option<Endpoint>,
+    /// The next generations, as far as they made themselves known.
+    successors: Vec<Successor>,
     /// The shutdown handler running now, for the timeout's log line.
     running_handler: Option<String>,
 }
+
+/// A later generation: a daemon a launcher reported spawning, or a peer
+/// that fetched a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Successor {
+    pid: i32,
+    ended: Option<Ended>,
+}
+
+/// The most successors remembered (the oldest are forgotten).
+const MAX_SUCCESSORS: usize = 32;
 
 /// Start-up of the daemon, the launcher's child.
 pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<Session, Error> {
@@ -295,7 +368,9 @@ pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<S
         machine: Mutex::new(machine),
         shared: Mutex::default(),
         wake: wake_pipe()?,
+        born: Instant::now(),
     });
+    daemon.open_endpoint();
     spawn_control(daemon, &BLOCKED_IN_CHILD)?;
     Ok(Session { finished: false })
 }
@@ -311,6 +386,7 @@ pub(crate) fn start_plain(config: Config) -> Result<Session, Error> {
         machine: Mutex::new(machine),
         shared: Mutex::default(),
         wake: wake_pipe()?,
+        born: Instant::now(),
     });
     spawn_control(daemon, &[libc::SIGTERM, libc::SIGINT])?;
     Ok(Session { finished: false })
@@ -374,8 +450,12 @@ impl Daemon {
             // `started()` first: a restart requested at the same moment
             // finds this generation started.
             let mut events = Vec::new();
-            if self.woken() {
+            let (started, restart) = self.woken();
+            if started {
                 events.push(Event::Started);
+            }
+            if restart {
+                events.push(Event::RestartAsked);
             }
             for delivery in signals.drain() {
                 events.push(match delivery.signal {
@@ -413,14 +493,32 @@ impl Daemon {
         }
     }
 
-    /// Whether `started()` wrote to the wake-up pipe (drained here).
-    fn woken(&self) -> bool {
+    /// Whether `started()` ([`WAKE_STARTED`]) and the endpoint
+    /// ([`WAKE_RESTART`]) wrote to the wake-up pipe (drained here).
+    fn woken(&self) -> (bool, bool) {
         let mut drained = [0u8; 64];
-        let mut woken = false;
-        while matches!(nix::unistd::read(&self.wake.0, &mut drained), Ok(n) if n > 0) {
-            woken = true;
+        let (mut started, mut restart) = (false, false);
+        while let Ok(n @ 1..) = nix::unistd::read(&self.wake.0, &mut drained) {
+            started |= drained[..n].contains(&WAKE_STARTED);
+            restart |= drained[..n].contains(&WAKE_RESTART);
         }
-        woken
+        (started, restart)
+    }
+
+    /// Opens this generation's endpoint; without it, `seamless` cannot
+    /// reach this generation and the next one binds afresh.
+    fn open_endpoint(&'static self) {
+        let Some(pid_file) = &self.config.pid_file else {
+            return;
+        };
+        let path = handover::control_path(pid_file, std::process::id() as i32);
+        match handover::open_service(&path, Arc::new(ControlService(self))) {
+            Ok(endpoint) => self.shared().endpoint = Some(endpoint),
+            Err(e) => report::warning!(
+                "cannot open this generation's endpoint {}: {e}; `seamless` cannot reach it and the next generation will bind afresh",
+                path.display()
+            ),
+        }
     }
 
     fn read_channel(&self) -> Vec<Event> {
@@ -460,12 +558,15 @@ impl Daemon {
                     return;
                 };
                 let path = handover::endpoint_path(path);
-                match handover::open_endpoint(&path, net::registry().clone()) {
-                    Ok(endpoint) => self.shared().endpoint = Some(endpoint),
-                    Err(e) => report::warning!(
+                let linked = match &mut self.shared().endpoint {
+                    Some(endpoint) => endpoint.link(&path),
+                    None => Err(std::io::Error::other("this generation has no endpoint")),
+                };
+                if let Err(e) = linked {
+                    report::warning!(
                         "cannot open the listener handover endpoint {}: {e}; the next generation binds afresh",
                         path.display()
-                    ),
+                    );
                 }
             }
             Action::Send(message) => {
@@ -475,6 +576,15 @@ impl Daemon {
                     }
                 }
             }
+            Action::TermLauncher => match self.launcher.as_ref().map(|l| l.pid) {
+                Some(launcher) if nix::unistd::getppid().as_raw() == launcher => {
+                    let pid = nix::unistd::Pid::from_raw(launcher);
+                    if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::SIGTERM) {
+                        report::warning!("cannot send SIGTERM to launcher {launcher}: {e}");
+                    }
+                }
+                _ => report::warning!("`seamless restart`: the launcher is gone; nothing restarts"),
+            },
             Action::SignalParent => {
                 if let (Some(signal), Some(launcher)) = (self.config.parent_signal, &self.launcher)
                 {
@@ -508,10 +618,12 @@ impl Daemon {
         }
     }
 
-    /// Stage 3: the endpoint closes, `Shutdown` fires, the handlers run.
+    /// Stage 3: the handover link goes (the endpoint answers `status`
+    /// until the exit), `Shutdown` fires, the handlers run.
     fn begin_shutdown(&'static self, reason: &str) {
-        let endpoint = self.shared().endpoint.take();
-        drop(endpoint);
+        if let Some(endpoint) = &mut self.shared().endpoint {
+            endpoint.unlink();
+        }
         report::info!("graceful shutdown: {reason}");
         SHUTDOWN.open();
         let spawned = std::thread::Builder::new()
@@ -541,6 +653,117 @@ impl Daemon {
     }
 }
 
+/// What `started()` writes into the wake-up pipe.
+const WAKE_STARTED: u8 = b'S';
+/// What the endpoint writes into it for `seamless restart`.
+const WAKE_RESTART: u8 = b'R';
+
+/// The endpoint's answers: this generation's status, restart requests,
+/// and from stage 1 on, its listeners and state for the next generation.
+struct ControlService(&'static Daemon);
+
+impl Service for ControlService {
+    fn answer(&self, peer: sys::Peer, request: Request) -> Reply {
+        let daemon = self.0;
+        let handing_over = matches!(daemon.machine().phase, Phase::Detached { .. });
+        match request {
+            Request::Listener(name) if handing_over => {
+                daemon.successor(peer.pid, None);
+                Reply::listener(&**net::registry(), &name)
+            }
+            Request::State(name) if handing_over => state::reply(&name),
+            Request::Listener(_) | Request::State(_) => {
+                Reply::refused("this generation is not handing over")
+            }
+            Request::Status => Reply {
+                head: Head::Ok(String::new()),
+                body: daemon.status().encode().into_bytes(),
+                fds: Vec::new(),
+            },
+            Request::Restart => match daemon.machine().may_restart() {
+                Ok(()) => {
+                    report::info!("restart requested through the endpoint by pid {}", peer.pid);
+                    let _ = nix::unistd::write(&daemon.wake.1, &[WAKE_RESTART]);
+                    Reply::head(Head::Ok(String::new()))
+                }
+                Err(why) => Reply::refused(why),
+            },
+            Request::Spawned(pid) => {
+                report::debug!("launcher {} spawned daemon {pid}", peer.pid);
+                daemon.successor(pid, None);
+                Reply::head(Head::Ok(String::new()))
+            }
+            Request::Exited(pid, how) => {
+                report::warning!(
+                    "the next generation's daemon {pid} ended before started() ({how}); this generation goes on serving"
+                );
+                daemon.successor(pid, Some(how));
+                Reply::head(Head::Ok(String::new()))
+            }
+        }
+    }
+}
+
+impl Daemon {
+    /// Records what is known of a successor.
+    fn successor(&self, pid: i32, ended: Option<Ended>) {
+        let mut shared = self.shared();
+        let known = &mut shared.successors;
+        match known.iter_mut().find(|s| s.pid == pid) {
+            Some(s) => s.ended = ended.or(s.ended),
+            None => {
+                if known.len() >= MAX_SUCCESSORS {
+                    known.remove(0);
+                }
+                known.push(Successor { pid, ended });
+            }
+        }
+    }
+
+    fn status(&self) -> wire::Status {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let wall_ms = |at: Instant| {
+            let at = if at <= now {
+                wall.checked_sub(now - at)
+            } else {
+                wall.checked_add(at - now)
+            };
+            at.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as u64)
+        };
+        let (role, since, until, attached) = {
+            let machine = self.machine();
+            let (role, since, until) = machine.role();
+            let since = since.or((role == "starting").then_some(self.born));
+            (role, since, until, machine.attached)
+        };
+        let successors = self
+            .shared()
+            .successors
+            .iter()
+            .map(|s| {
+                let what = match s.ended {
+                    Some(Ended::Status(code)) => format!("exited status {code}"),
+                    Some(Ended::Signal(signal)) => format!("killed signal {signal}"),
+                    None if procfs::is_alive(s.pid) => "running".into(),
+                    None => "gone".into(),
+                };
+                (s.pid, what)
+            })
+            .collect();
+        wire::Status {
+            pid: std::process::id() as i32,
+            role: role.into(),
+            since_ms: since.and_then(wall_ms),
+            until_ms: until.and_then(wall_ms),
+            launcher: self.launcher.as_ref().map(|l| l.pid).filter(|_| attached),
+            handover_timeout_ms: self.config.handover_timeout.as_millis() as u64,
+            listeners: net::registry().list(),
+            successors,
+        }
+    }
+}
+
 /// Tells seamless that this generation is up and serving (stage 2): the
 /// listening sockets are bound and requests can be answered.
 ///
@@ -560,7 +783,7 @@ impl Daemon {
 pub fn started() {
     match DAEMON.get() {
         Some(daemon) => {
-            let _ = nix::unistd::write(&daemon.wake.1, &[1]);
+            let _ = nix::unistd::write(&daemon.wake.1, &[WAKE_STARTED]);
         }
         None => report::debug!("started() before the launcher split: nothing to do"),
     }
@@ -785,6 +1008,39 @@ mod tests {
         m.step(Event::Terminate("TERM".into()), t0);
         assert_eq!(m.next_deadline(), None);
         assert_eq!(m.step(Event::Tick, t0 + 3600 * SECOND), []);
+    }
+
+    #[test]
+    fn the_role_and_the_restart_verb_follow_the_phase() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        assert_eq!(m.role(), ("starting", None, None));
+        assert_eq!(m.may_restart(), Ok(()));
+        m.step(Event::Started, t0);
+        assert_eq!(m.role(), ("serving", Some(t0), None));
+        m.step(Event::RestartRequested("test"), t0 + SECOND);
+        assert_eq!(
+            m.role(),
+            ("detached", Some(t0 + SECOND), Some(t0 + 11 * SECOND))
+        );
+        assert!(m.may_restart().is_err());
+        m.step(Event::Terminate("TERM".into()), t0 + 2 * SECOND);
+        assert_eq!(
+            m.role(),
+            ("draining", Some(t0 + 2 * SECOND), Some(t0 + 32 * SECOND))
+        );
+        assert!(m.may_restart().is_err());
+        let mut lost = daemon();
+        lost.attached = false;
+        assert_eq!(lost.may_restart(), Err("the launcher is gone"));
+        assert_eq!(lost.step(Event::RestartAsked, t0), []);
+        // Asked while serving: the launcher gets the supervisor's TERM.
+        let mut serving = daemon();
+        serving.step(Event::Started, t0);
+        assert_eq!(
+            serving.step(Event::RestartAsked, t0),
+            [Action::TermLauncher]
+        );
+        assert!(Machine::new(&config(), false).may_restart().is_err());
     }
 
     #[test]

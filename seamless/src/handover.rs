@@ -1,40 +1,37 @@
-//! Listener handover between generations.
+//! A generation's endpoint, and its client.
 //!
-//! This module owns the wire between two generations, and knows nothing of
-//! where the sockets come from (that is `net`, whose registry the daemon
-//! hands to the endpoint as a [`Lookup`]):
+//! This module owns the wire between processes of one service and knows
+//! nothing of what is served (the daemon answers through a [`Service`];
+//! `net`'s registry is a [`Lookup`]):
 //!
-//! - the **endpoint** (stage 1, old generation): a unix stream socket at
-//!   `<pid file>.handover`, bound at a temporary path, made mode 0600 and
-//!   renamed into place, served by a thread named `seamless-handover` until
-//!   the [`Endpoint`] is dropped (stage 3), when its file is removed if it
-//!   is still ours (same inode). A pid file at a path longer than a unix
-//!   socket address can hold is no obstacle (see [`endpoint_path`]);
-//! - the **client** (new generation): [`fetch`] asks the endpoint for a
-//!   socket by name.
+//! - the **endpoint**: a unix stream socket, bound at a temporary path,
+//!   made mode 0600 and renamed into place, served by a thread named
+//!   `seamless-handover` until the [`Endpoint`] is dropped, when its file
+//!   is removed if it is still ours (same inode). Each generation opens one
+//!   at start-up at [`control_path`] (`<pid file>.<pid>.ctl`), and at
+//!   stage 1 also links it at [`endpoint_path`] (`<pid file>.handover`),
+//!   where the next generation looks. Paths longer than a unix socket
+//!   address can hold are no obstacle ([`sys::SocketPath`]);
+//! - the **client**: [`ask`] sends one request and reads one answer;
+//!   [`fetch`] asks for a socket by name.
 //!
-//! # Protocol
-//!
-//! One request per connection. The client sends the name and a newline
-//! (at most 256 bytes in all). The server answers `+<address>` with the
-//! socket attached (`SCM_RIGHTS`, exactly one fd), or `-` when it has no
-//! socket by that name, then closes the connection. `<address>` is what
-//! the old generation asked for, e.g. `tcp 127.0.0.1:8080`, so that the new
-//! one can refuse a socket its configuration no longer names.
+//! The requests and answers are those of [`crate::wire`]: versioned lines,
+//! one request per connection, fds attached with `SCM_RIGHTS`. A peer that
+//! speaks another version is refused with a log line naming its pid.
 //!
 //! # Against hostile or broken peers
 //!
 //! - Both sides check the other's uid (`SO_PEERCRED`) against our
 //!   effective uid; a stranger is logged and hung up on, unanswered.
-//! - A request must arrive whole within 2 s and is at most 256 bytes;
+//! - A request must arrive whole within 2 s and is at most 512 bytes;
 //!   anything longer, not UTF-8 or late is dropped with the connection.
 //! - A peer whose request is already there when it is accepted is answered
 //!   at once; any other gets a short-lived thread of its own (16 at most at
 //!   once), so a peer that never speaks holds up nobody.
 //! - Every fd the server opens for a connection (the accepted stream, the
-//!   duplicate it sends) is closed when the connection ends. The client
-//!   receives with `MSG_CMSG_CLOEXEC`, accepts exactly one fd and closes
-//!   any extra ones.
+//!   duplicates it sends) is closed when the connection ends. The client
+//!   receives with `MSG_CMSG_CLOEXEC`, takes at most the fds it asked for,
+//!   reads a bounded answer, and closes anything extra.
 //!
 //! Both generations then hold the same socket: one accept queue, nothing
 //! reset when the old generation stops accepting.
@@ -51,18 +48,19 @@ use std::time::{Duration, Instant};
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use socket2::{Domain, SockAddr, Socket, Type};
 
+use crate::wire::{self, Head, Refusal, Request};
 use crate::{report, sys};
 
 /// The longest socket name, in bytes.
-pub(crate) const MAX_NAME: usize = 255;
-/// A request: the name and its newline.
-const MAX_REQUEST: usize = MAX_NAME + 1;
-/// The longest answer the client reads.
-const MAX_REPLY: usize = 4096;
+pub(crate) const MAX_NAME: usize = wire::MAX_NAME;
+/// The most fds an answer may carry.
+pub(crate) const MAX_FDS: usize = 16;
 /// How long a peer may take to send its whole request.
 const PEER_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long [`fetch`] may take, connect to answer.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest answer to a listener request.
+const MAX_LISTENER_ANSWER: usize = 4096;
 /// Peers served on threads of their own at once, per endpoint.
 const MAX_IN_FLIGHT: usize = 16;
 /// How often the serving thread looks whether it should stop.
@@ -75,51 +73,151 @@ pub(crate) trait Lookup: Send + Sync + 'static {
     fn lookup(&self, name: &str) -> io::Result<Option<(String, OwnedFd)>>;
 }
 
+/// An answer to send: its head, a body, fds.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    pub(crate) head: Head,
+    pub(crate) body: Vec<u8>,
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+impl Reply {
+    pub(crate) fn head(head: Head) -> Reply {
+        Reply {
+            head,
+            body: Vec::new(),
+            fds: Vec::new(),
+        }
+    }
+
+    pub(crate) fn refused(reason: impl Into<String>) -> Reply {
+        Reply::head(Head::Refused(reason.into()))
+    }
+
+    /// The answer to `listener <name>`.
+    pub(crate) fn listener(sockets: &dyn Lookup, name: &str) -> Reply {
+        match sockets.lookup(name) {
+            Ok(None) => Reply::head(Head::None),
+            Ok(Some((address, fd))) => Reply {
+                head: Head::Ok(address),
+                body: Vec::new(),
+                fds: vec![fd],
+            },
+            Err(e) => Reply::refused(format!("cannot duplicate socket {name:?}: {e}")),
+        }
+    }
+}
+
+/// What answers the requests an endpoint receives.
+pub(crate) trait Service: Send + Sync + 'static {
+    /// The answer to `request` from `peer` (already checked: our uid).
+    fn answer(&self, peer: sys::Peer, request: Request) -> Reply;
+}
+
+/// An endpoint that hands on sockets, and nothing else.
+#[cfg(test)]
+struct Listeners(Arc<dyn Lookup>);
+
+#[cfg(test)]
+impl Service for Listeners {
+    fn answer(&self, _peer: sys::Peer, request: Request) -> Reply {
+        match request {
+            Request::Listener(name) => Reply::listener(&*self.0, &name),
+            _ => Reply::refused("not served by this endpoint"),
+        }
+    }
+}
+
 /// A socket name must fit a request: 1 to [`MAX_NAME`] bytes, no newline,
 /// no NUL.
 pub(crate) fn check_name(name: &str) -> io::Result<()> {
-    if name.is_empty() || name.len() > MAX_NAME || name.contains(['\n', '\0']) {
+    if !wire::name_ok(name) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("invalid socket name {name:?}: 1 to {MAX_NAME} bytes, no newline or NUL"),
+            format!("invalid name {name:?}: 1 to {MAX_NAME} bytes, no newline or NUL"),
         ));
     }
     Ok(())
 }
 
-// ------------------------------------------------------------- endpoint
+// ---------------------------------------------------------------- paths
 
-/// Where the endpoint of the generation using `pid_file` lives:
+/// Where the previous generation's endpoint is linked at stage 1:
 /// `<pid_file>.handover`, next to it. A file name too long to be reached
 /// as a socket address even through a directory fd (see
 /// [`sys::SocketPath`]) is replaced by `.<hash>.handover`, the same in
 /// every generation.
 pub(crate) fn endpoint_path(pid_file: &Path) -> PathBuf {
-    let mut name = pid_file.file_name().unwrap_or_default().to_owned();
-    name.push(".handover");
-    if name.len() > MAX_ENDPOINT_NAME {
-        // FNV-1a: stable across builds and versions, unlike std's hasher.
-        let hash = name
-            .as_encoded_bytes()
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        name = format!(".{hash:016x}.handover").into();
+    sys::parent(pid_file).join(short_name(pid_file, ".handover"))
+}
+
+/// Where the generation `pid` keeps its endpoint from start-up to exit:
+/// `<pid_file>.<pid>.ctl` (or `.<hash>.<pid>.ctl`, see [`endpoint_path`]).
+pub(crate) fn control_path(pid_file: &Path, pid: i32) -> PathBuf {
+    sys::parent(pid_file).join(short_name(pid_file, &format!(".{pid}.ctl")))
+}
+
+/// Every `(pid, path)` of a [`control_path`] of `pid_file` found in its
+/// directory (alive or stale), sorted by pid.
+pub(crate) fn control_paths(pid_file: &Path) -> io::Result<Vec<(i32, PathBuf)>> {
+    let probe = short_name(pid_file, ".1.ctl");
+    let prefix = probe.strip_suffix("1.ctl").unwrap_or_default().to_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(sys::parent(pid_file))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix.as_str()))
+            .and_then(|n| n.strip_suffix(".ctl"))
+            .and_then(|n| n.parse::<i32>().ok())
+            .filter(|p| *p > 1)
+        else {
+            continue;
+        };
+        found.push((pid, entry.path()));
     }
-    sys::parent(pid_file).join(name)
+    found.sort();
+    Ok(found)
+}
+
+fn short_name(pid_file: &Path, suffix: &str) -> String {
+    let base = pid_file
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let name = format!("{base}{suffix}");
+    if name.len() <= MAX_ENDPOINT_NAME && !base.contains(['\u{fffd}']) {
+        return name;
+    }
+    // FNV-1a of the pid file's name: stable across builds and versions,
+    // unlike std's hasher.
+    let hash = pid_file
+        .file_name()
+        .unwrap_or_default()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    format!(".{hash:016x}{suffix}")
 }
 
 /// The longest endpoint file name: `/proc/self/fd/NNNNNNNN/` plus this
 /// fits a socket address.
 const MAX_ENDPOINT_NAME: usize = sys::SUN_PATH_MAX - 24;
 
-/// A running handover endpoint. Dropping it (or [`Endpoint::close`]) stops
-/// serving and removes its file, if the file is still this endpoint's.
+// ------------------------------------------------------------- endpoint
+
+/// A running endpoint. Dropping it (or [`Endpoint::close`]) stops serving
+/// and removes its file and its links, where they are still this
+/// endpoint's.
 pub(crate) struct Endpoint {
     path: PathBuf,
     dev: u64,
     ino: u64,
+    links: Vec<PathBuf>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -136,10 +234,41 @@ impl Endpoint {
     /// Stops serving and removes the socket file (see `Drop`).
     #[allow(dead_code)] // the daemon drops its endpoint; tests close it
     pub(crate) fn close(self) {}
+
+    /// Makes the endpoint reachable at `path` too: a hard link to the
+    /// socket, placed atomically (a socket is reached through any of its
+    /// names).
+    pub(crate) fn link(&mut self, path: &Path) -> io::Result<()> {
+        sys::place(path, |tmp| std::fs::hard_link(&self.path, tmp))?;
+        self.links.push(path.to_owned());
+        Ok(())
+    }
+
+    /// Removes the links made by [`Endpoint::link`] that are still ours;
+    /// the endpoint goes on serving at its own path.
+    pub(crate) fn unlink(&mut self) {
+        for path in std::mem::take(&mut self.links) {
+            self.remove_if_ours(&path);
+        }
+    }
+
+    fn remove_if_ours(&self, path: &Path) {
+        // Only if it is still ours: a later endpoint may have replaced it.
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
+        {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
-/// Opens the endpoint at `path`, serving the sockets `sockets` finds.
+/// Opens an endpoint at `path` that hands on the sockets `sockets` finds.
+#[cfg(test)]
 pub(crate) fn open_endpoint(path: &Path, sockets: Arc<dyn Lookup>) -> io::Result<Endpoint> {
+    open_service(path, Arc::new(Listeners(sockets)))
+}
+
+/// Opens an endpoint at `path` answered by `service`.
+pub(crate) fn open_service(path: &Path, service: Arc<dyn Service>) -> io::Result<Endpoint> {
     let listener = sys::place(path, |tmp| {
         let listener = UnixListener::bind(sys::SocketPath::new(tmp)?.address())?;
         // Mode 0600 before the endpoint can be found at `path`; SO_PEERCRED
@@ -154,7 +283,7 @@ pub(crate) fn open_endpoint(path: &Path, sockets: Arc<dyn Lookup>) -> io::Result
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("seamless-handover".into())
-            .spawn(move || serve(&listener, &stop, &sockets))
+            .spawn(move || serve(&listener, &stop, &service))
     };
     let thread = match thread {
         Ok(t) => t,
@@ -169,6 +298,7 @@ pub(crate) fn open_endpoint(path: &Path, sockets: Arc<dyn Lookup>) -> io::Result
         path: path.to_owned(),
         dev: meta.dev(),
         ino: meta.ino(),
+        links: Vec::new(),
         stop,
         thread: Some(thread),
     })
@@ -180,24 +310,19 @@ impl Drop for Endpoint {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        // Only if it is still ours: a later endpoint may have replaced it.
-        if std::fs::symlink_metadata(&self.path)
-            .is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino)
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        self.unlink();
+        self.remove_if_ours(&self.path.clone());
     }
 }
 
-/// Waits up to `timeout` for `fd` to be readable (or hung up).
-fn serve(listener: &UnixListener, stop: &AtomicBool, sockets: &Arc<dyn Lookup>) {
+fn serve(listener: &UnixListener, stop: &AtomicBool, service: &Arc<dyn Service>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     while !stop.load(Ordering::SeqCst) {
         match sys::readable(listener.as_fd(), TICK) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
-                report::warning!("handover endpoint: poll failed: {e}");
+                report::warning!("endpoint: poll failed: {e}");
                 std::thread::sleep(TICK);
                 continue;
             }
@@ -214,7 +339,7 @@ fn serve(listener: &UnixListener, stop: &AtomicBool, sockets: &Arc<dyn Lookup>) 
             }
             Err(e) => {
                 // EMFILE and the like: do not spin.
-                report::warning!("handover endpoint: accept failed: {e}");
+                report::warning!("endpoint: accept failed: {e}");
                 std::thread::sleep(TICK);
                 continue;
             }
@@ -222,7 +347,7 @@ fn serve(listener: &UnixListener, stop: &AtomicBool, sockets: &Arc<dyn Lookup>) 
         // The usual peer has sent its whole request by the time it is
         // accepted: answer it here.
         if request_ready(&stream) {
-            answer_logged(stream, &**sockets);
+            answer_logged(stream, &**service);
             continue;
         }
         // Anyone else gets a thread of its own, a bounded number of them:
@@ -230,20 +355,20 @@ fn serve(listener: &UnixListener, stop: &AtomicBool, sockets: &Arc<dyn Lookup>) 
         // PEER_TIMEOUT.
         if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            report::warning!("handover endpoint: too many slow peers at once; one hung up on");
+            report::warning!("endpoint: too many slow peers at once; one hung up on");
             continue; // `stream` closed here
         }
-        let (sockets, count) = (sockets.clone(), in_flight.clone());
+        let (service, count) = (service.clone(), in_flight.clone());
         let spawned = std::thread::Builder::new()
             .name("seamless-handover-peer".into())
             .spawn(move || {
-                answer_logged(stream, &*sockets);
+                answer_logged(stream, &*service);
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
             // The closure, and the stream with it, is dropped.
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            report::warning!("handover endpoint: cannot start a thread: {e}");
+            report::warning!("endpoint: cannot start a thread: {e}");
         }
     }
 }
@@ -251,69 +376,86 @@ fn serve(listener: &UnixListener, stop: &AtomicBool, sockets: &Arc<dyn Lookup>) 
 /// Whether the peer's whole request (or more than a request can be, or
 /// its end of the connection) is already there.
 fn request_ready(stream: &UnixStream) -> bool {
-    let mut peek = [0u8; MAX_REQUEST + 1];
+    let mut peek = [0u8; wire::MAX_REQUEST + 1];
     match socket::recv(
         stream.as_raw_fd(),
         &mut peek,
         MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
     ) {
         Ok(0) => true,
-        Ok(n) => n > MAX_REQUEST || peek[..n].contains(&b'\n'),
+        Ok(n) => n > wire::MAX_REQUEST || peek[..n].contains(&b'\n'),
         Err(nix::errno::Errno::EAGAIN) => false,
         Err(_) => true, // answer() meets the error and gives up at once
     }
 }
 
-fn answer_logged(stream: UnixStream, sockets: &dyn Lookup) {
-    if let Err(e) = answer(&stream, sockets) {
-        report::debug!("handover endpoint: request failed: {e}");
+fn answer_logged(stream: UnixStream, service: &dyn Service) {
+    if let Err(e) = answer(&stream, service) {
+        report::debug!("endpoint: request failed: {e}");
     }
     // `stream` is closed here, whatever happened.
 }
 
-fn answer(stream: &UnixStream, sockets: &dyn Lookup) -> io::Result<()> {
-    if let Err(e) = sys::check_peer(stream) {
-        report::warning!("handover endpoint: refused a peer: {e}");
-        return Ok(());
-    }
+fn answer(stream: &UnixStream, service: &dyn Service) -> io::Result<()> {
+    let peer = match sys::check_peer(stream) {
+        Ok(peer) => peer,
+        Err(e) => {
+            report::warning!("endpoint: refused a peer: {e}");
+            return Ok(());
+        }
+    };
     stream.set_nonblocking(false)?;
     stream.set_write_timeout(Some(PEER_TIMEOUT))?;
-    let name = read_request(stream, Instant::now() + PEER_TIMEOUT)?;
-    match sockets.lookup(&name)? {
-        None => send_all(stream, b"-"),
-        Some((address, fd)) => {
-            let payload = format!("+{address}");
-            let fds = [fd.as_raw_fd()];
-            let sent = socket::sendmsg::<()>(
-                stream.as_raw_fd(),
-                &[io::IoSlice::new(payload.as_bytes())],
-                &[ControlMessage::ScmRights(&fds)],
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-            .map_err(io::Error::from)?;
-            // The fd travels with the first byte; the rest is plain data.
-            send_all(stream, &payload.as_bytes()[sent..])
-            // `fd`, our duplicate, is closed here.
+    let line = read_request(stream, Instant::now() + PEER_TIMEOUT)?;
+    let reply = match Request::parse(&line) {
+        Ok(request) => service.answer(peer, request),
+        Err(refusal @ Refusal::Version(_)) => {
+            report::warning!(
+                "endpoint: refused pid {}: {refusal}; this generation goes on serving",
+                peer.pid
+            );
+            Reply::refused(refusal.to_string())
         }
-    }
+        Err(refusal) => {
+            report::debug!("endpoint: refused pid {}: {refusal}", peer.pid);
+            Reply::refused(refusal.to_string())
+        }
+    };
+    let mut payload = reply.head.encode().into_bytes();
+    payload.extend_from_slice(&reply.body);
+    let sent = if reply.fds.is_empty() {
+        0
+    } else {
+        let fds: Vec<RawFd> = reply.fds.iter().map(|fd| fd.as_raw_fd()).collect();
+        socket::sendmsg::<()>(
+            stream.as_raw_fd(),
+            &[io::IoSlice::new(&payload)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(io::Error::from)?
+    };
+    // The fds travel with the first bytes; the rest is plain data.
+    send_all(stream, &payload[sent..])
+    // The reply's fds, our duplicates, are closed here.
 }
 
-/// Reads `name\n`, at most [`MAX_REQUEST`] bytes, all before `deadline`.
+/// Reads one request line, at most [`wire::MAX_REQUEST`] bytes, all before
+/// `deadline`; returns it without its newline.
 fn read_request(mut stream: &UnixStream, deadline: Instant) -> io::Result<String> {
-    let mut buf = [0u8; MAX_REQUEST];
+    let mut buf = [0u8; wire::MAX_REQUEST];
     let mut len = 0;
     loop {
         if let Some(end) = buf[..len].iter().position(|b| *b == b'\n') {
-            let name = std::str::from_utf8(&buf[..end])
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "name is not UTF-8"))?;
-            check_name(name)?;
-            return Ok(name.to_owned());
+            let line = std::str::from_utf8(&buf[..end])
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "request is not UTF-8"))?;
+            return Ok(line.to_owned());
         }
         if len == buf.len() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("request longer than {MAX_REQUEST} bytes"),
+                format!("request longer than {} bytes", wire::MAX_REQUEST),
             ));
         }
         let left = deadline.saturating_duration_since(Instant::now());
@@ -343,6 +485,134 @@ fn send_all(stream: &UnixStream, mut data: &[u8]) -> io::Result<()> {
 
 // --------------------------------------------------------------- client
 
+/// An answer received.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) head: Head,
+    pub(crate) body: Vec<u8>,
+    /// Close-on-exec.
+    pub(crate) fds: Vec<OwnedFd>,
+}
+
+/// What a client may receive: the longest answer, the most fds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) answer: usize,
+    pub(crate) fds: usize,
+    pub(crate) timeout: Duration,
+}
+
+/// Sends `request` to the endpoint at `path` and reads its answer.
+///
+/// `Ok(None)` when there is no endpoint (no file, or nobody listening); an
+/// error when the endpoint misbehaves (another uid, another protocol
+/// version, a malformed or oversized answer, more fds than `limits`
+/// allow, too slow).
+pub(crate) fn ask(path: &Path, request: &Request, limits: Limits) -> io::Result<Option<Answer>> {
+    let deadline = Instant::now() + limits.timeout;
+    // Close-on-exec. A unix connect waits for room in a full backlog up to
+    // SO_SNDTIMEO.
+    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+    socket.set_write_timeout(Some(limits.timeout))?;
+    match socket.connect(&SockAddr::unix(sys::SocketPath::new(path)?.address())?) {
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the endpoint accepts no connection",
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    let stream = UnixStream::from(OwnedFd::from(socket));
+    if let Err(e) = sys::check_peer(&stream) {
+        return Err(io::Error::new(
+            e.kind(),
+            format!("the endpoint {}: {e}", path.display()),
+        ));
+    }
+    send_all(&stream, request.encode().as_bytes())?;
+
+    let mut reply = vec![0u8; limits.answer.min(64 * 1024)];
+    let (mut len, fds, truncated) = receive_first(&stream, &mut reply, deadline)?;
+    if truncated || fds.len() > limits.fds {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "the endpoint sent more fds than the {} asked for",
+                limits.fds
+            ),
+        ));
+    }
+    // The rest of the answer, until the server hangs up. Plain reads: the
+    // kernel closes any fd sent along with later bytes.
+    loop {
+        if len == reply.len() {
+            if reply.len() > limits.answer {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("an answer longer than {} bytes", limits.answer),
+                ));
+            }
+            reply.resize((reply.len() * 2).min(limits.answer + 1), 0);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "answer too slow"));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match (&stream).read(&mut reply[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if len == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the endpoint hung up without answering",
+        ));
+    }
+    let (head, body) = Head::parse(&reply[..len]).map_err(|refusal| {
+        if let Refusal::Version(_) = refusal {
+            report::warning!("the endpoint {}: {refusal}", path.display());
+        }
+        io::Error::new(io::ErrorKind::InvalidData, refusal.to_string())
+    })?;
+    Ok(Some(Answer {
+        head,
+        body: body.to_vec(),
+        fds,
+    }))
+}
+
+/// Tells the endpoint at `path` something, if it is there; errors are
+/// logged (debug) and otherwise ignored. Bounded to 1 s.
+pub(crate) fn tell(path: &Path, request: &Request) {
+    let limits = Limits {
+        answer: 1024,
+        fds: 0,
+        timeout: Duration::from_secs(1),
+    };
+    match ask(path, request, limits) {
+        Ok(Some(Answer {
+            head: Head::Refused(reason),
+            ..
+        })) => report::debug!("{} refused {request:?}: {reason}", path.display()),
+        Err(e) => report::debug!("cannot tell {} {request:?}: {e}", path.display()),
+        _ => {}
+    }
+}
+
 /// What the previous generation handed over.
 #[derive(Debug)]
 pub(crate) struct Received {
@@ -357,90 +627,32 @@ pub(crate) struct Received {
 ///
 /// `Ok(None)` when there is no endpoint (no file, or nobody listening) or
 /// it has no socket by that name; an error when the endpoint misbehaves
-/// (another uid, a malformed answer, not exactly one fd, too slow).
+/// or refuses (another uid, another protocol version, a malformed answer,
+/// not exactly one fd, too slow).
 pub(crate) fn fetch(path: &Path, name: &str) -> io::Result<Option<Received>> {
     check_name(name)?;
-    let deadline = Instant::now() + FETCH_TIMEOUT;
-    // Close-on-exec. A unix connect waits for room in a full backlog up to
-    // SO_SNDTIMEO.
-    let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-    socket.set_write_timeout(Some(FETCH_TIMEOUT))?;
-    match socket.connect(&SockAddr::unix(sys::SocketPath::new(path)?.address())?) {
-        Ok(()) => {}
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the handover endpoint accepts no connection",
-            ))
-        }
-        Err(e) => return Err(e),
-    }
-    let stream = UnixStream::from(OwnedFd::from(socket));
-    if let Err(e) = sys::check_peer(&stream) {
-        return Err(io::Error::new(
-            e.kind(),
-            format!("the handover endpoint {}: {e}", path.display()),
-        ));
-    }
-    send_all(&stream, format!("{name}\n").as_bytes())?;
-
-    let mut reply = [0u8; MAX_REPLY];
-    let (mut len, fds, truncated) = receive_first(&stream, &mut reply, deadline)?;
-    // The rest of the answer, if any, until the server hangs up. Plain
-    // reads: the kernel closes any fd sent along with later bytes.
-    while len < reply.len() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "answer too slow"));
-        }
-        stream.set_read_timeout(Some(left))?;
-        match (&stream).read(&mut reply[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    let reply = &reply[..len];
-    match reply.first() {
-        Some(b'+') => {
-            if truncated {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "the handover endpoint sent more fds than one",
-                ));
-            }
-            let address = std::str::from_utf8(&reply[1..])
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "address is not UTF-8"))?;
-            let count = fds.len();
-            let mut fds = fds.into_iter();
-            match (fds.next(), count) {
-                (Some(fd), 1) => Ok(Some(Received {
-                    fd,
-                    address: address.to_owned(),
-                })),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("expected one socket from the handover endpoint, received {count}"),
-                )),
-            }
-        }
-        Some(b'-') if reply.len() == 1 => Ok(None),
-        None => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the handover endpoint hung up without answering",
-        )),
-        Some(_) => Err(io::Error::new(
+    let limits = Limits {
+        answer: MAX_LISTENER_ANSWER,
+        fds: 1,
+        timeout: FETCH_TIMEOUT,
+    };
+    let Some(answer) = ask(path, &Request::Listener(name.to_owned()), limits)? else {
+        return Ok(None);
+    };
+    let count = answer.fds.len();
+    match answer.head {
+        Head::Ok(address) if count == 1 && answer.body.is_empty() => Ok(Some(Received {
+            fd: answer.fds.into_iter().next().expect("one fd"),
+            address,
+        })),
+        Head::Ok(_) => Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "malformed answer from the handover endpoint",
+            format!("expected one socket from the handover endpoint, received {count}"),
+        )),
+        Head::None => Ok(None),
+        Head::Refused(reason) => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the previous generation refused: {reason}"),
         )),
     }
     // Unused fds, if any, are closed on return.
@@ -453,7 +665,7 @@ fn receive_first(
     buf: &mut [u8],
     deadline: Instant,
 ) -> io::Result<(usize, Vec<OwnedFd>, bool)> {
-    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -561,6 +773,29 @@ mod tests {
             endpoint_path(Path::new("/run/app.pid")),
             Path::new("/run/app.pid.handover")
         );
+        assert_eq!(
+            control_path(Path::new("/run/app.pid"), 42),
+            Path::new("/run/app.pid.42.ctl")
+        );
+        // Each generation's endpoint is found again by pid, whatever the
+        // length of the pid file's name.
+        let dir = temp_dir();
+        for name in ["app.pid", &"n".repeat(200)] {
+            let pid_file = dir.join(name);
+            for pid in [42, 4_194_304] {
+                let path = control_path(&pid_file, pid);
+                assert!(path.file_name().unwrap().len() <= MAX_ENDPOINT_NAME);
+                std::fs::write(&path, b"").unwrap();
+            }
+            std::fs::write(dir.join(format!("{name}.x.ctl")), b"").unwrap();
+            let found: Vec<i32> = control_paths(&pid_file)
+                .unwrap()
+                .into_iter()
+                .map(|(pid, _)| pid)
+                .collect();
+            assert_eq!(found, [42, 4_194_304], "{name}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -620,6 +855,81 @@ mod tests {
         let mut buf = [0u8; 8];
         let (n, _) = received.recv_from(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"ping");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Answers `state` with bytes and fds, as the daemon does.
+    struct Stateful(Vec<u8>, Vec<OwnedFd>);
+
+    impl Service for Stateful {
+        fn answer(&self, peer: sys::Peer, request: Request) -> Reply {
+            assert_eq!(peer.pid, std::process::id() as i32);
+            match request {
+                Request::State(name) if name == "keys" => Reply {
+                    head: Head::Ok(String::new()),
+                    body: self.0.clone(),
+                    fds: self.1.iter().map(|fd| fd.try_clone().unwrap()).collect(),
+                },
+                _ => Reply::head(Head::None),
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_and_fds_travel_within_the_limits() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let files: Vec<OwnedFd> = (0..3)
+            .map(|_| std::fs::File::open("/proc/self/stat").unwrap().into())
+            .collect();
+        let body = vec![7u8; 200_000];
+        let _endpoint = open_service(&path, Arc::new(Stateful(body.clone(), files))).unwrap();
+        let limits = Limits {
+            answer: 300_000,
+            fds: 3,
+            timeout: Duration::from_secs(5),
+        };
+        let request = Request::State("keys".into());
+        let answer = ask(&path, &request, limits).unwrap().unwrap();
+        assert_eq!(answer.head, Head::Ok(String::new()));
+        assert_eq!(answer.body, body);
+        assert_eq!(answer.fds.len(), 3);
+        assert!(answer.fds.iter().all(cloexec));
+        // More than the client allows: refused, fds closed.
+        let small = Limits {
+            answer: 1000,
+            ..limits
+        };
+        assert_eq!(
+            ask(&path, &request, small).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let fewer = Limits { fds: 2, ..limits };
+        assert_eq!(
+            ask(&path, &request, fewer).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        let other = Request::State("other".into());
+        assert_eq!(
+            ask(&path, &other, limits).unwrap().unwrap().head,
+            Head::None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_version_is_refused_with_our_version_named() {
+        let dir = temp_dir();
+        let path = dir.join("ep");
+        let _endpoint = open_endpoint(&path, offered()).unwrap();
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"seamless/3 listener web\n").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert_eq!(
+            answer,
+            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3, this generation seamless/2\n"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -733,11 +1043,15 @@ mod tests {
         let a = TcpListener::bind("127.0.0.1:0").unwrap();
         let before = fds_on(a.as_raw_fd());
         let server = std::thread::spawn(move || {
-            let replies: [(&[u8], usize); 4] =
-                [(b"+tcp x", 2), (b"+tcp x", 0), (b"?", 1), (b"-", 1)];
+            let replies: [(&[u8], usize); 4] = [
+                (b"seamless/2 ok tcp x\n", 2),
+                (b"seamless/2 ok tcp x\n", 0),
+                (b"?", 1),
+                (b"seamless/2 none\n", 1),
+            ];
             for (payload, count) in replies {
                 let (s, _) = fake.accept().unwrap();
-                let mut line = [0u8; 16];
+                let mut line = [0u8; 64];
                 let _ = (&s).read(&mut line).unwrap();
                 let fds = vec![a.as_raw_fd(); count];
                 let cmsgs: Vec<ControlMessage<'_>> = if count > 0 {
@@ -770,7 +1084,7 @@ mod tests {
         );
         assert!(
             fetch(&path, "web").unwrap().is_none(),
-            "fd with `-` dropped"
+            "fd with `none` dropped"
         );
         let a = server.join().unwrap();
         assert_eq!(fds_on(a.as_raw_fd()), before, "extra fds were closed");

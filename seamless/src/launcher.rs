@@ -25,7 +25,11 @@
 //!   the terminal sent to the whole foreground group (the daemon got them
 //!   too) and those the daemon or the launcher itself sent.
 //! - under systemd, while the daemon stops: extend the stop timeout every
-//!   5 s.
+//!   5 s; and `STATUS=` lines say which generation serves and how a
+//!   restart went.
+//! - the daemon ends before it called `started()`: tell the previous
+//!   generation's endpoint how (if one is handing over), so that
+//!   `seamless restart` can report it, then pass the status on.
 //!
 //! The daemon is spawned from this, the main, thread, which lives as long
 //! as the launcher.
@@ -46,7 +50,8 @@ use crate::error::Error;
 use crate::handlers::{self, Stage};
 use crate::notify::Notifier;
 use crate::signals::{self, Delivery, SignalPipe};
-use crate::{report, sys};
+use crate::wire::{Ended, Request};
+use crate::{handover, report, sys};
 
 /// Every catchable signal the launcher forwards (the original's list, less
 /// SIGILL, SIGFPE and SIGSEGV, which only make sense for the faulting
@@ -120,15 +125,43 @@ enum Event {
 /// A systemd notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Notice {
-    /// The daemon called `started()`.
     Ready,
-    /// A restart was requested.
     Reloading,
-    /// The daemon is detached: the launcher steps aside.
-    SteppingAside,
-    /// The daemon drains.
     Stopping,
     ExtendTimeout,
+    /// A `STATUS=` line about the daemon.
+    Status(Status),
+}
+
+/// What a `STATUS=` line says of the daemon (its pid is added).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    /// It called `started()`.
+    Serving,
+    /// A restart was requested: it prepares.
+    Restarting,
+    /// It finished stage 1 and serves on, detached.
+    HandedOver,
+    /// It drains (stage 3).
+    Draining,
+    /// It ended before calling `started()`: the restart failed.
+    EndedBeforeStarted(Ended),
+}
+
+impl Status {
+    fn line(self, daemon: i32) -> String {
+        match self {
+            Status::Serving => format!("serving: daemon {daemon} has started"),
+            Status::Restarting => format!("restarting: daemon {daemon} prepares the handover"),
+            Status::HandedOver => {
+                format!("restarting: daemon {daemon} serves until its successor has started")
+            }
+            Status::Draining => format!("stopping: daemon {daemon} drains"),
+            Status::EndedBeforeStarted(how) => {
+                format!("restart failed: daemon {daemon} ended ({how}) before started()")
+            }
+        }
+    }
 }
 
 /// What the launcher does.
@@ -137,6 +170,9 @@ enum Action {
     Send(Message),
     Signal(Signal),
     Notify(Notice),
+    /// Tell the previous generation, if one is handing over, how the
+    /// daemon ended before it called `started()`.
+    ReportEnded(Ended),
     Exit(i32),
     DieOf(Signal),
 }
@@ -146,6 +182,8 @@ enum Action {
 struct Machine {
     phase: Phase,
     channel_open: bool,
+    /// The daemon called `started()`.
+    started: bool,
     /// While the daemon stops under systemd: when to extend the stop
     /// timeout next.
     next_extend: Option<Instant>,
@@ -162,6 +200,7 @@ impl Machine {
         Machine {
             phase: Phase::Running,
             channel_open: true,
+            started: false,
             next_extend: None,
             daemon,
             me,
@@ -184,9 +223,18 @@ impl Machine {
         match event {
             Event::Signal(delivery) => self.on_signal(delivery, now),
             Event::Message(Message::Detached) => self.detached(),
-            Event::Message(Message::Started) => vec![Action::Notify(Notice::Ready)],
+            Event::Message(Message::Started) => {
+                self.started = true;
+                vec![
+                    Action::Notify(Notice::Ready),
+                    Action::Notify(Notice::Status(Status::Serving)),
+                ]
+            }
             Event::Message(Message::Stopping) => {
-                let mut actions = vec![Action::Notify(Notice::Stopping)];
+                let mut actions = vec![
+                    Action::Notify(Notice::Stopping),
+                    Action::Notify(Notice::Status(Status::Draining)),
+                ];
                 actions.extend(self.stopping(now));
                 actions
             }
@@ -203,11 +251,15 @@ impl Machine {
             },
             Event::Exited(Exit::Code(code)) => {
                 report::debug!("daemon {} exited with status {code}", self.daemon);
-                vec![Action::Exit(code)]
+                let mut actions = self.ended_before_started(Ended::Status(code));
+                actions.push(Action::Exit(code));
+                actions
             }
             Event::Exited(Exit::Signal(signal)) => {
                 report::warning!("daemon {} was killed by {signal}", self.daemon);
-                vec![Action::DieOf(signal)]
+                let mut actions = self.ended_before_started(Ended::Signal(signal as i32));
+                actions.push(Action::DieOf(signal));
+                actions
             }
             Event::Exited(Exit::Vanished) => {
                 report::error!("daemon {} vanished", self.daemon);
@@ -215,6 +267,18 @@ impl Machine {
             }
             Event::Tick => self.tick(now),
         }
+    }
+
+    /// A daemon that ends before `started()` fails the restart that
+    /// started it: say so, to systemd and to the previous generation.
+    fn ended_before_started(&self, how: Ended) -> Vec<Action> {
+        if self.started {
+            return Vec::new();
+        }
+        vec![
+            Action::Notify(Notice::Status(Status::EndedBeforeStarted(how))),
+            Action::ReportEnded(how),
+        ]
     }
 
     fn on_signal(&mut self, delivery: Delivery, now: Instant) -> Vec<Action> {
@@ -238,6 +302,7 @@ impl Machine {
                     };
                     vec![
                         Action::Notify(Notice::Reloading),
+                        Action::Notify(Notice::Status(Status::Restarting)),
                         Action::Send(Message::RestartRequested),
                     ]
                 }
@@ -300,7 +365,11 @@ impl Machine {
             "daemon {} is ready for its successor; launcher exits",
             self.daemon
         );
-        vec![Action::Notify(Notice::SteppingAside), Action::Exit(0)]
+        vec![
+            Action::Notify(Notice::Status(Status::HandedOver)),
+            Action::Notify(Notice::Stopping),
+            Action::Exit(0),
+        ]
     }
 }
 
@@ -318,6 +387,8 @@ pub(crate) fn run(
 }
 
 struct Launcher {
+    /// Where a previous generation handing over would be.
+    handover: Option<std::path::PathBuf>,
     signals: SignalPipe,
     channel: Option<Channel>,
     child: Pid,
@@ -371,6 +442,12 @@ impl Launcher {
         drop(theirs);
         let child = Pid::from_raw(child.id() as i32);
         report::debug!("launcher {} started daemon {child}", std::process::id());
+        // A previous generation handing over learns of its successor, so
+        // that `seamless restart` can name it.
+        let handover = config.pid_file.as_deref().map(handover::endpoint_path);
+        if let Some(path) = &handover {
+            handover::tell(path, &Request::Spawned(child.as_raw()));
+        }
         let notifier = Notifier::from_env();
         let machine = Machine::new(
             config,
@@ -379,6 +456,7 @@ impl Launcher {
             notifier.is_active(),
         );
         Ok(Launcher {
+            handover,
             signals,
             channel: Some(ours),
             child,
@@ -452,21 +530,18 @@ impl Launcher {
                         report::debug!("cannot send {signal} to daemon {}: {e}", self.child);
                     }
                 }
-                Action::Notify(Notice::Ready) => self
-                    .notifier
-                    .ready(&format!("serving: daemon {} has started", self.child)),
-                Action::Notify(Notice::Reloading) => self.notifier.reloading(&format!(
-                    "restarting: daemon {} prepares the handover",
-                    self.child
-                )),
-                Action::Notify(Notice::SteppingAside) => self.notifier.stopping(&format!(
-                    "restarting: daemon {} serves until its successor has started",
-                    self.child
-                )),
-                Action::Notify(Notice::Stopping) => self
-                    .notifier
-                    .stopping(&format!("stopping: daemon {} drains", self.child)),
+                Action::Notify(Notice::Ready) => self.notifier.ready(),
+                Action::Notify(Notice::Reloading) => self.notifier.reloading(),
+                Action::Notify(Notice::Stopping) => self.notifier.stopping(),
                 Action::Notify(Notice::ExtendTimeout) => self.notifier.extend_timeout(EXTEND_BY),
+                Action::Notify(Notice::Status(status)) => {
+                    self.notifier.status(&status.line(self.child.as_raw()))
+                }
+                Action::ReportEnded(how) => {
+                    if let Some(path) = &self.handover {
+                        handover::tell(path, &Request::Exited(self.child.as_raw(), how));
+                    }
+                }
                 Action::Exit(code) => std::process::exit(code),
                 Action::DieOf(signal) => signals::die_of(signal as i32),
             }
@@ -527,6 +602,7 @@ mod tests {
             actions,
             [
                 Action::Notify(Notice::Reloading),
+                Action::Notify(Notice::Status(Status::Restarting)),
                 Action::Send(Message::RestartRequested)
             ]
         );
@@ -539,7 +615,11 @@ mod tests {
         m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
         assert_eq!(
             m.step(Event::Message(Message::Detached), t0),
-            [Action::Notify(Notice::SteppingAside), Action::Exit(0)]
+            [
+                Action::Notify(Notice::Status(Status::HandedOver)),
+                Action::Notify(Notice::Stopping),
+                Action::Exit(0)
+            ]
         );
     }
 
@@ -591,6 +671,7 @@ mod tests {
     fn the_daemon_exiting_while_a_restart_is_prepared_passes_its_status_on() {
         let (mut m, t0) = (machine(false, None), Instant::now());
         m.step(from(SUPERVISOR, Signal::SIGTERM), t0);
+        m.step(Event::Message(Message::Started), t0);
         m.step(Event::ChannelClosed, t0);
         assert_eq!(m.step(Event::Exited(Exit::Code(3)), t0), [Action::Exit(3)]);
         assert_eq!(
@@ -598,6 +679,27 @@ mod tests {
             [Action::DieOf(Signal::SIGKILL)]
         );
         assert_eq!(m.step(Event::Exited(Exit::Vanished), t0), [Action::Exit(1)]);
+    }
+
+    #[test]
+    fn a_daemon_ending_before_started_fails_the_restart_aloud() {
+        let (mut m, t0) = (machine(true, None), Instant::now());
+        let failed = |how| {
+            [
+                Action::Notify(Notice::Status(Status::EndedBeforeStarted(how))),
+                Action::ReportEnded(how),
+            ]
+        };
+        let actions = m.step(Event::Exited(Exit::Code(3)), t0);
+        assert_eq!(actions[..2], failed(Ended::Status(3)));
+        assert_eq!(actions[2], Action::Exit(3));
+        let actions = m.step(Event::Exited(Exit::Signal(Signal::SIGSEGV)), t0);
+        assert_eq!(actions[..2], failed(Ended::Signal(libc::SIGSEGV)));
+        assert_eq!(actions[2], Action::DieOf(Signal::SIGSEGV));
+        assert_eq!(
+            Status::EndedBeforeStarted(Ended::Status(3)).line(42),
+            "restart failed: daemon 42 ended (status 3) before started()"
+        );
     }
 
     #[test]
@@ -627,7 +729,11 @@ mod tests {
         );
         assert_eq!(
             m.step(from(DAEMON, Signal::SIGUSR1), t0),
-            [Action::Notify(Notice::SteppingAside), Action::Exit(0)]
+            [
+                Action::Notify(Notice::Status(Status::HandedOver)),
+                Action::Notify(Notice::Stopping),
+                Action::Exit(0)
+            ]
         );
         // The kernel's SIGCHLD for a dead or stopped child is not "ready".
         let mut m = machine(false, Some(Signal::SIGCHLD));
@@ -644,12 +750,16 @@ mod tests {
         let (mut m, t0) = (machine(true, None), Instant::now());
         assert_eq!(
             m.step(Event::Message(Message::Started), t0),
-            [Action::Notify(Notice::Ready)]
+            [
+                Action::Notify(Notice::Ready),
+                Action::Notify(Notice::Status(Status::Serving))
+            ]
         );
         assert_eq!(
             m.step(Event::Message(Message::Stopping), t0),
             [
                 Action::Notify(Notice::Stopping),
+                Action::Notify(Notice::Status(Status::Draining)),
                 Action::Notify(Notice::ExtendTimeout)
             ]
         );

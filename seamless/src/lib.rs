@@ -85,13 +85,14 @@
 
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
+pub mod admin; // the generations seen from outside (the `seamless` tool)
 mod builder; // the launcher split: Builder, try_start, start
 mod config; // settings
 mod control; // the launcher–daemon contract
 mod daemon; // the daemon's stages and Session
 mod error; // the start-up error
 mod handlers; // handler registry
-mod handover; // the endpoint between generations
+mod handover; // the endpoint of a generation, and its client
 mod launcher; // the launcher process
 pub mod net; // named sockets and their registry
 mod notify; // sd_notify
@@ -101,7 +102,9 @@ mod progname; // the daemon's kernel name, its launcher's
 mod report; // log facade
 mod shutdown; // the Shutdown latch
 mod signals; // signal pipe
+pub mod state; // state handed to the next generation
 mod sys; // shared fd, poll and file helpers
+mod wire; // the endpoint's versioned line format
 
 pub use builder::Builder;
 pub use config::{OnPidFileError, PidFilePath, Signal};

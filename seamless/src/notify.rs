@@ -5,9 +5,9 @@
 //! `RELOADING=1` when a restart is requested, `STOPPING=1` when it steps
 //! aside or the daemon begins its graceful shutdown, and, while a drain
 //! lasts, `EXTEND_TIMEOUT_USEC` every few seconds so that systemd's stop
-//! timeout does not cut it. Each state change carries a `STATUS=` line,
-//! which `systemctl status` shows. Nothing happens when `NOTIFY_SOCKET` is
-//! not set.
+//! timeout does not cut it; `STATUS=` lines name the generation and how a
+//! restart went (`systemctl status` shows the last one). Nothing happens
+//! when `NOTIFY_SOCKET` is not set.
 
 use std::os::unix::net::UnixDatagram;
 
@@ -59,27 +59,26 @@ impl Notifier {
     }
 
     /// The daemon called `started()` (only the first time counts).
-    pub(crate) fn ready(&mut self, status: &str) {
+    pub(crate) fn ready(&mut self) {
         if !self.ready_sent {
             self.ready_sent = true;
-            self.send(&format!(
-                "READY=1\nMAINPID={}\nSTATUS={status}",
-                std::process::id()
-            ));
+            self.send(&format!("READY=1\nMAINPID={}", std::process::id()));
         }
     }
 
     /// A restart was requested.
-    pub(crate) fn reloading(&self, status: &str) {
-        self.send(&format!(
-            "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS={status}",
-            monotonic_usec()
-        ));
+    pub(crate) fn reloading(&self) {
+        self.send(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+    }
+
+    /// A free-form status line for `systemctl status` (one line).
+    pub(crate) fn status(&self, line: &str) {
+        self.send(&format!("STATUS={}", line.replace('\n', " ")));
     }
 
     /// The launcher steps aside, or the daemon is draining.
-    pub(crate) fn stopping(&self, status: &str) {
-        self.send(&format!("STOPPING=1\nSTATUS={status}"));
+    pub(crate) fn stopping(&self) {
+        self.send("STOPPING=1");
     }
 }
 
@@ -105,16 +104,19 @@ mod tests {
             socket: UnixDatagram::unbound().ok(),
             ready_sent: false,
         };
-        n.ready("serving");
-        n.ready("serving");
-        n.stopping("draining");
+        n.ready();
+        n.ready();
+        n.status("generation 7 serving\nnow");
+        n.stopping();
         let mut buf = [0u8; 256];
         let len = server.recv(&mut buf).unwrap();
         assert!(std::str::from_utf8(&buf[..len])
             .unwrap()
             .starts_with("READY=1\nMAINPID="));
         let len = server.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..len], b"STOPPING=1\nSTATUS=draining");
+        assert_eq!(&buf[..len], b"STATUS=generation 7 serving now");
+        let len = server.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..len], b"STOPPING=1");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod http;
+pub(crate) mod runit;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

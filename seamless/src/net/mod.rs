@@ -180,6 +180,11 @@ pub(crate) fn set_origin(origin: Origin) {
     let _ = ORIGIN.set(origin);
 }
 
+/// The previous generation's endpoint, once the daemon's start-up set it.
+pub(crate) fn origin_endpoint() -> Option<PathBuf> {
+    ORIGIN.get()?.endpoint.clone()
+}
+
 // ------------------------------------------------------------ internals
 
 /// What the program asks for.

@@ -33,6 +33,14 @@ impl Registry {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every socket held: (name, kind and address), in the order obtained.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        self.lock()
+            .iter()
+            .filter_map(|e| Some((e.name.clone(), e.socket.as_ref()?.0.clone())))
+            .collect()
+    }
+
     /// Claims `name`, so that no other socket of this process takes it;
     /// the claim lapses unless [`Reservation::fill`] is called.
     pub(crate) fn reserve(self: &Arc<Self>, name: &str) -> io::Result<Reservation> {
@@ -136,5 +144,6 @@ mod tests {
         let (address, _dup) = registry.lookup("dup").unwrap().unwrap();
         assert_eq!(address, "x");
         assert!(registry.lookup("unknown").unwrap().is_none());
+        assert_eq!(registry.list(), [("dup".to_owned(), "x".to_owned())]);
     }
 }

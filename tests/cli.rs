@@ -1,0 +1,521 @@
+//! The `seamless` command-line tool against real generations of testd:
+//! every exit code of `status` and `restart`, a successor that crashes,
+//! one that hangs before `started()`, restarts with no supervisor (the
+//! tool starts the next launcher) and under runit, a successor speaking
+//! another protocol version.
+//!
+//! The service's program is a symlink (`app`) to testd, or to a script
+//! that changes testd's behaviour: what a deploy does to a path.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::runit::set_executable;
+use common::*;
+use nix::sys::signal::Signal;
+
+const TOOL: &str = env!("CARGO_BIN_EXE_seamless-tool");
+const T: Duration = Duration::from_secs(20);
+
+fn tool(args: &[&str]) -> Output {
+    let output = Command::new(TOOL)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    eprintln!(
+        "$ seamless {}\n{}{}=> {:?}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        output.status.code()
+    );
+    output
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Points `<sandbox>/app` at testd, or at a script that runs testd with
+/// `env` added: the deploy of a new binary.
+fn deploy(sb: &Sandbox, env: &str) {
+    let app = sb.dir.join("app");
+    let tmp = sb.dir.join("app.new");
+    let _ = std::fs::remove_file(&tmp);
+    if env.is_empty() {
+        std::os::unix::fs::symlink(TESTD, &tmp).unwrap();
+    } else {
+        std::fs::write(
+            &tmp,
+            format!("#!/bin/sh\nexport {env}\nexec '{TESTD}' \"$@\"\n"),
+        )
+        .unwrap();
+        set_executable(&tmp);
+    }
+    std::fs::rename(&tmp, &app).unwrap();
+}
+
+/// Starts `<sandbox>/app` by hand (no supervisor): its argv[0] is the
+/// symlink's path, as a shell would run it.
+fn start_by_hand(sb: &Sandbox) -> Launcher {
+    let mut c = Command::new(sb.dir.join("app"));
+    c.env("TESTD_PID_FILE", sb.pid_file())
+        .env("TESTD_ADDR", format!("127.0.0.1:{}", sb.port))
+        .env("TESTD_EVENTS", sb.events_file())
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .current_dir(&sb.dir)
+        .process_group(0);
+    sb.start_with(c)
+}
+
+/// Kills, on drop, processes the tool started (launchers in sessions of
+/// their own, out of the sandbox's groups, and their daemons), each only if
+/// it is still the process seen when it was added (same start time): a pid
+/// reused since is left alone.
+struct Strays(Vec<(i32, String)>);
+
+/// Field 22 of `/proc/PID/stat`, the start time.
+fn start_time(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19).map(str::to_owned)
+}
+
+impl Strays {
+    fn add(&mut self, pid: i32) {
+        let me = std::process::id() as i32;
+        if pid > 1 && pid != me {
+            if let Some(started) = start_time(pid) {
+                self.0.push((pid, started));
+            }
+        }
+    }
+}
+
+impl Drop for Strays {
+    fn drop(&mut self) {
+        for (pid, started) in &self.0 {
+            if start_time(*pid).as_ref() == Some(started) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGKILL);
+                wait_until(Duration::from_secs(2), || !alive(*pid));
+            }
+        }
+    }
+}
+
+/// The launcher of generation `daemon` (its parent).
+fn launcher_of(daemon: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap();
+    let (_, rest) = stat.rsplit_once(')').unwrap();
+    rest.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn status_exit_codes() {
+    let sb = Sandbox::new("cli-status");
+    let pid_file = sb.pid_file();
+    // Nothing runs: 3, and an empty list.
+    let out = tool(&["status", path(&pid_file)]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let out = tool(&["status", path(&pid_file), "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["generations"], serde_json::json!([]));
+    // Usage errors: 2.
+    assert_eq!(tool(&["status"]).status.code(), Some(2));
+    assert_eq!(tool(&["status", "a", "b"]).status.code(), Some(2));
+    assert_eq!(tool(&["frobnicate", "a"]).status.code(), Some(2));
+
+    // One generation serves: 0, with its listener.
+    let _launcher = sb.start();
+    let daemon = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(daemon));
+    let out = tool(&["status", path(&pid_file)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let shown = text(&out);
+    assert!(
+        shown.contains(&format!("generation {daemon}: serving since")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("listener \"web\": tcp 127.0.0.1:{}", sb.port)),
+        "{shown}"
+    );
+    let out = tool(&["status", path(&pid_file), "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let g = &doc["generations"][0];
+    assert_eq!(g["pid"], daemon);
+    assert_eq!(g["role"], "serving");
+    assert_eq!(g["handover_timeout"], "3s");
+    assert_eq!(g["listeners"][0]["name"], "web");
+
+    // Errors: 1. A pid file that is not a file; one of another user.
+    let not_a_file = sb.dir.join("dir.pid");
+    std::fs::create_dir(&not_a_file).unwrap();
+    assert_eq!(tool(&["status", path(&not_a_file)]).status.code(), Some(1));
+    assert_eq!(
+        tool(&["status", path(&sb.dir.join("missing/dir/x.pid"))])
+            .status
+            .code(),
+        Some(1)
+    );
+    if nix::unistd::geteuid().is_root() {
+        let foreign = sb.dir.join("foreign.pid");
+        std::fs::write(&foreign, b"1\n").unwrap();
+        nix::unistd::chown(&foreign, Some(65534.into()), None).unwrap();
+        let out = tool(&["status", path(&foreign)]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            text(&out).contains("belongs to uid 65534"),
+            "{}",
+            text(&out)
+        );
+    } else {
+        eprintln!("SKIPPED: a pid file of another user needs root");
+    }
+}
+
+#[test]
+fn restart_without_a_supervisor_starts_the_next_launcher() {
+    let sb = Sandbox::new("cli-hand");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    let mut strays = Strays(Vec::new());
+    for round in 0..2 {
+        let before = sb.pid_in_file().unwrap();
+        let out = tool(&["restart", path(&sb.pid_file())]);
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {shown}");
+        let new = sb.wait_event("ready", &[old, before], T);
+        strays.add(launcher_of(new));
+        assert!(shown.contains(&format!("{before} -> {new} in ")), "{shown}");
+        assert!(shown.contains("this tool starts the next"), "{shown}");
+        sb.assert_pid_file(Some(new));
+        assert_eq!(sb.get("/").unwrap(), new);
+        wait_dead(before, T);
+    }
+}
+
+#[test]
+fn restart_reports_a_successor_that_crashes_and_the_old_one_serves_on() {
+    let sb = Sandbox::new("cli-crash");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    deploy(&sb, "TESTD_CRASH=exit3");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let crashed = sb.wait_event("start", &[old], T);
+    assert!(
+        shown.contains("FAILED: no new generation called started()"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("old generation {old}: detached since")),
+        "{shown}"
+    );
+    assert!(shown.contains("serves until"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "successor {crashed}: exited with status 3 before started()"
+        )),
+        "{shown}"
+    );
+    // The old generation still serves, until handover_timeout.
+    assert_eq!(sb.get("/").unwrap(), old);
+    let out = tool(&["status", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(0), "a detached generation serves");
+    assert!(text(&out).contains("detached"), "{}", text(&out));
+}
+
+#[test]
+fn restart_reports_a_successor_that_hangs_before_started() {
+    let sb = Sandbox::new("cli-hang");
+    deploy(&sb, "");
+    let _launcher = start_by_hand(&sb);
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    deploy(&sb, "TESTD_START_DELAY_MS=60000");
+    let out = tool(&["restart", path(&sb.pid_file()), "--timeout", "1500ms"]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    let hung = sb.wait_event("start", &[old], T);
+    let mut strays = Strays(Vec::new());
+    strays.add(launcher_of(hung));
+    assert!(shown.contains("within 1500ms"), "{shown}");
+    assert!(
+        shown.contains(&format!(
+            "successor {hung}: running (has not called started())"
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("still runs"), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), old, "the old generation serves on");
+    // Both show in `status`: the old one detached, the new one starting.
+    let out = tool(&["status", path(&sb.pid_file()), "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let roles: Vec<(i64, String)> = doc["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["pid"].as_i64().unwrap(),
+                g["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        roles.contains(&(old.into(), "detached".into())),
+        "{roles:?}"
+    );
+    assert!(
+        roles.contains(&(hung.into(), "starting".into())),
+        "{roles:?}"
+    );
+    let starting = doc["generations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["pid"] == hung)
+        .unwrap();
+    assert!(starting["since"].is_string(), "{starting}");
+}
+
+#[test]
+fn restart_exit_codes_without_a_serving_generation() {
+    let sb = Sandbox::new("cli-none");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("no generation runs"));
+    assert_eq!(tool(&["restart"]).status.code(), Some(2));
+    assert_eq!(
+        tool(&["restart", "x.pid", "--timeout", "soon"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // A generation that is detached (USR2 straight to it) is not serving
+    // any more: 3, and it is named.
+    let mut launcher = sb.start();
+    let daemon = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(daemon));
+    signal(daemon, Signal::SIGUSR2);
+    assert!(launcher.wait(T).success());
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains(&format!("generation {daemon}: detached")));
+    // An unreadable pid file: 1.
+    let not_a_file = sb.dir.join("dir.pid");
+    std::fs::create_dir(&not_a_file).unwrap();
+    assert_eq!(tool(&["restart", path(&not_a_file)]).status.code(), Some(1));
+}
+
+/// One request line to a unix socket; the whole answer.
+fn raw(path: &Path, request: &[u8]) -> String {
+    let mut s = UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(request).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer
+}
+
+#[test]
+fn a_successor_speaking_another_protocol_version_is_refused_and_the_old_one_serves_on() {
+    let sb = Sandbox::new("cli-version");
+    let mut launcher = sb.start();
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    // Stage 1, and nobody starts a successor: the endpoint is linked at
+    // <pid file>.handover for the next generation.
+    signal(old, Signal::SIGUSR2);
+    assert!(launcher.wait(T).success());
+    let handover = PathBuf::from(format!("{}.handover", sb.pid_file().display()));
+    assert!(wait_until(T, || path_exists(&handover)));
+    let answer = raw(&handover, b"seamless/3 listener web\n");
+    assert!(
+        answer.starts_with(
+            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3"
+        ),
+        "{answer:?}"
+    );
+    // The unversioned request of version 1: refused as well, and not
+    // understood by such a client as a socket (`+`) or a miss (`-`).
+    let answer = raw(&handover, b"web\n");
+    assert!(answer.starts_with("seamless/2 refused"), "{answer:?}");
+    assert!(wait_until(T, || sb.output().contains("refused pid")));
+    assert!(sb.output().contains("speaks seamless/3"), "{}", sb.output());
+    // The old generation still serves, and hands its socket to a
+    // successor that speaks its version.
+    assert_eq!(sb.get("/").unwrap(), old);
+    let answer = raw(&handover, b"seamless/2 status\n");
+    assert!(answer.contains("role detached"), "{answer:?}");
+}
+
+#[test]
+fn restart_under_runit_succeeds_then_reports_a_crashing_binary() {
+    if !runit::installed() {
+        return;
+    }
+    let sb = Sandbox::new("cli-runit");
+    deploy(&sb, "");
+    let runsv = runit::Runsv::start(&sb, &sb.dir.join("app"));
+    let old = sb.wait_event("ready", &[], T);
+    sb.assert_pid_file(Some(old));
+    // A good binary.
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(
+        shown.contains("runsv"),
+        "the supervisor starts the next: {shown}"
+    );
+    let new = sb.wait_event("ready", &[old], T);
+    assert!(shown.contains(&format!("{old} -> {new} in ")), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), new);
+    // A binary that fails on start: runsv starts it again and again; the
+    // verdict comes at handover_timeout (3 s), the old generation serving.
+    deploy(&sb, "TESTD_CRASH=exit3");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("within 3s"), "{shown}");
+    assert!(
+        shown.contains("exited with status 3 before started()"),
+        "{shown}"
+    );
+    assert!(shown.contains(&format!("generation {new}")), "{shown}");
+    // Roll back: the supervisor's next start serves again.
+    deploy(&sb, "");
+    let back = sb.wait_event("ready", &[old, new], T);
+    assert_eq!(sb.get("/").unwrap(), back);
+    drop(runsv);
+    let _ = std::fs::remove_dir_all(sb.dir.join("service/supervise"));
+}
+
+// ---------------------------------------------------------------- state
+
+/// An example program, built by `cargo test` next to the test binaries.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: `cargo test` builds the examples (or run `cargo build --examples`)",
+        path.display()
+    );
+    path
+}
+
+/// `GET /` on `port`: (generation, pid) from the counter example.
+fn generation_and_pid(port: u16) -> (u64, i32) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let field = |key: &str| {
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key:?} in {answer:?}"))
+            .trim()
+            .to_owned()
+    };
+    (
+        field("generation ").parse().unwrap(),
+        field("pid ").parse().unwrap(),
+    )
+}
+
+fn start_counter(sb: &Sandbox, offer: &str) -> Launcher {
+    let mut c = Command::new(example("counter"));
+    c.arg(format!("127.0.0.1:{}", sb.port))
+        .arg(sb.pid_file())
+        .env("COUNTER_OFFER", offer)
+        .stdin(Stdio::null())
+        .current_dir(&sb.dir)
+        .process_group(0);
+    sb.start_with(c)
+}
+
+#[test]
+fn state_survives_20_restarts() {
+    let sb = Sandbox::new("cli-counter");
+    let _launcher = start_counter(&sb, "");
+    let mut strays = Strays(Vec::new());
+    assert!(wait_until(T, || sb.pid_in_file().is_some()));
+    let (first, mut pid) = generation_and_pid(sb.port);
+    assert_eq!(first, 1);
+    for round in 2..=21 {
+        let out = tool(&["restart", path(&sb.pid_file())]);
+        assert_eq!(out.status.code(), Some(0), "round {round}: {}", text(&out));
+        let new: i32 = text(&out)
+            .split_once(&format!("{pid} -> "))
+            .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no OLD -> NEW in {}", text(&out)));
+        strays.add(new);
+        strays.add(launcher_of(new));
+        // The old generation may still take a connection as it stops.
+        let mut seen = (0, 0);
+        assert!(wait_until(T, || {
+            seen = generation_and_pid(sb.port);
+            seen.1 == new
+        }));
+        assert_eq!(seen.0, round, "the counter went on");
+        pid = new;
+    }
+}
+
+#[test]
+fn refused_state_fails_the_restart_and_the_old_generation_serves_on() {
+    let sb = Sandbox::new("cli-counter-bad");
+    let _launcher = start_counter(&sb, "garbage");
+    let mut strays = Strays(Vec::new());
+    assert!(wait_until(T, || sb.pid_in_file().is_some()));
+    let (_, old) = generation_and_pid(sb.port);
+    strays.add(old);
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("exited with status 1 before started()"),
+        "{shown}"
+    );
+    // Both sides say it: the old generation logs its successor's end.
+    assert!(
+        sb.output().contains("ended before started() (status 1)"),
+        "{}",
+        sb.output()
+    );
+    assert_eq!(
+        generation_and_pid(sb.port),
+        (1, old),
+        "the old generation serves on"
+    );
+}

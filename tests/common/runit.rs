@@ -1,0 +1,77 @@
+//! runit's `runsv` supervising one testd service in a sandbox, for the
+//! tests of the `seamless` tool and of the fleet playbook.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use nix::sys::signal::Signal;
+
+use super::Sandbox;
+
+/// Whether runsv and sv are installed; in CI (`CI` set) their absence
+/// fails the test, elsewhere it is skipped with a message.
+pub(crate) fn installed() -> bool {
+    let found = ["runsv", "sv"].iter().all(|b| {
+        std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
+            .unwrap_or(false)
+    });
+    if !found {
+        let message = "runit (runsv, sv) not installed (apt-get install runit)";
+        if std::env::var_os("CI").is_some() {
+            panic!("{message}");
+        }
+        eprintln!("SKIPPED: {message}");
+    }
+    found
+}
+
+pub(crate) fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// runsv running `<sandbox>/service`, whose run script runs `program`
+/// with the sandbox's testd settings; killed with its process group (every
+/// generation included) on drop.
+pub(crate) struct Runsv {
+    process: Child,
+}
+
+impl Runsv {
+    pub(crate) fn start(sb: &Sandbox, program: &Path) -> Runsv {
+        let service = sb.dir.join("service");
+        std::fs::create_dir_all(&service).unwrap();
+        let run = format!(
+            "#!/bin/sh\nexec env TESTD_PID_FILE='{}' TESTD_ADDR='127.0.0.1:{}' TESTD_EVENTS='{}' '{}' 2>>'{}'\n",
+            sb.pid_file().display(),
+            sb.port,
+            sb.events_file().display(),
+            program.display(),
+            sb.dir.join("output-service").display()
+        );
+        std::fs::write(service.join("run"), run).unwrap();
+        set_executable(&service.join("run"));
+        let log = std::fs::File::create(sb.dir.join("output-runsv")).unwrap();
+        let process = Command::new("runsv")
+            .arg(&service)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Runsv { process }
+    }
+}
+
+impl Drop for Runsv {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
+            Signal::SIGKILL,
+        );
+        let _ = self.process.wait();
+    }
+}
