@@ -61,7 +61,7 @@ pub fn parse() -> Args {
         slow_ms: 1500,
         builtin_supervisor: false,
         builtin_load: false,
-        compare_rounds: 3,
+        compare_rounds: 5,
         compare_s: 2,
         startup_samples: 30,
         trace: true,

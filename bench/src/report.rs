@@ -153,7 +153,7 @@ pub fn text(r: &Report) -> String {
     }
     if !r.throughput_against_plain_axum.is_empty() {
         writeln!(w).unwrap();
-        writeln!(w, "Steady throughput, no restarts: the axum example under seamless against its handler under plain `axum::serve`, alternating rounds, medians:").unwrap();
+        writeln!(w, "Steady throughput, no restarts: the axum example under seamless against its handler under plain `axum::serve`, alternating rounds (medians; the ratio is the median of the rounds' ratios):").unwrap();
         writeln!(w).unwrap();
         writeln!(w, "| protocol | load | rounds | axum example req/s | plain axum::serve req/s | ratio | failed |").unwrap();
         writeln!(w, "|{}", " --- |".repeat(7)).unwrap();

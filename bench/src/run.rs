@@ -309,7 +309,7 @@ pub struct Comparison {
     pub plain_rps: Vec<f64>,
     pub example_median: Option<f64>,
     pub plain_median: Option<f64>,
-    /// example / plain, medians.
+    /// example / plain: the median of the rounds' ratios.
     pub ratio: Option<f64>,
     pub failed: u64,
 }
@@ -413,7 +413,17 @@ pub fn compare(
     let _ = std::fs::remove_dir_all(&dir);
     c.example_median = measure::median(c.example_rps.clone());
     c.plain_median = measure::median(c.plain_rps.clone());
-    c.ratio = c.example_median.zip(c.plain_median).map(|(e, p)| e / p);
+    // Rounds are pairs, one right after the other: the median of the
+    // pairs' ratios is steadier than the ratio of the medians when the
+    // machine's other load drifts.
+    c.ratio = measure::median(
+        c.example_rps
+            .iter()
+            .zip(&c.plain_rps)
+            .filter(|(_, p)| **p > 0.0)
+            .map(|(e, p)| e / p)
+            .collect(),
+    );
     Ok(c)
 }
 
@@ -458,10 +468,10 @@ pub fn startup(bins: &Binaries, server: Server, samples: usize) -> Startup {
     let mut medians = [None, None];
     for (i, seamless) in [false, true].into_iter().enumerate() {
         let mut times = Vec::new();
-        for _ in 0..samples {
+        for n in 0..samples {
             let port = free_port();
-            let pid_file: Option<PathBuf> = seamless.then(|| dir.join("s.pid"));
-            let _ = std::fs::remove_file(dir.join("s.pid"));
+            // A pid file of its own each time: a first start, not a restart.
+            let pid_file: Option<PathBuf> = seamless.then(|| dir.join(format!("{n}.pid")));
             let launch = server.launch(bins, &format!("127.0.0.1:{port}"), pid_file.as_deref());
             let began = Instant::now();
             let _server = Group::spawn(&launch);
