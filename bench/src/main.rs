@@ -57,8 +57,18 @@ fn main() {
     let tools = load::Tools::detect(args.builtin_load);
     eprintln!(
         "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",
-        if tools.wrk { "wrk" } else { "the built-in keep-alive clients (wrk not installed)" },
-        if tools.h2load { "h2load" } else { "nobody (h2load not installed)" },
+        if tools.wrk {
+            "wrk"
+        } else if args.builtin_load {
+            "the built-in keep-alive clients (--builtin-load)"
+        } else {
+            "the built-in keep-alive clients (wrk is not installed)"
+        },
+        if tools.h2load {
+            "h2load"
+        } else {
+            "nobody (h2load is not installed, or --builtin-load)"
+        },
     );
     let supervise =
         !args.builtin_supervisor && supervision::which("supervise") && supervision::which("svc");

@@ -32,15 +32,13 @@ impl Supervisor {
         if !builtin && which("supervise") && which("svc") {
             let service = dir.join("service");
             std::fs::create_dir_all(&service).expect("service dir");
-            // The run script execs the server, as a service definition does.
-            let mut run = String::from("#!/bin/sh\nexec");
-            if !launch.env.is_empty() {
-                run += " env";
-                for (k, v) in &launch.env {
-                    write!(run, " {k}='{v}'").unwrap();
-                }
+            // The run script execs the server, as a service definition
+            // does; the shell sets the environment (no `env`: one exec less).
+            let mut run = String::from("#!/bin/sh\n");
+            for (k, v) in &launch.env {
+                writeln!(run, "export {k}='{v}'").unwrap();
             }
-            write!(run, " '{}'", launch.program.display()).unwrap();
+            write!(run, "exec '{}'", launch.program.display()).unwrap();
             for a in &launch.args {
                 write!(run, " '{a}'").unwrap();
             }
