@@ -48,11 +48,11 @@ pub fn restarts(
     if protocol == Protocol::Http2 && !tools.h2load {
         return Err("h2load is not installed, and there is no built-in HTTP/2 client".into());
     }
-    let dir = temp_dir(&format!(
-        "{}-{}",
-        server.name().replace([' ', ','], ""),
-        protocol.name().replace('/', "")
-    ));
+    let label: String = format!("{}-{}", server.name(), protocol.name())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = temp_dir(&label);
     let port = free_port();
     let launch = server.launch(
         bins,
