@@ -27,8 +27,8 @@ pub enum Server {
     /// next one.
     TestdNaive,
     /// The comparison server (the example's handler under plain
-    /// `axum::serve`, no seamless): TERM ends it, the supervisor starts
-    /// the next one.
+    /// `axum::serve`, no seamless): TERM begins axum's graceful shutdown,
+    /// the supervisor starts the next one once it has exited.
     PlainAxum,
 }
 
@@ -198,15 +198,22 @@ pub fn build() -> Binaries {
 
 /// The comparison server: the axum example's handler, served by plain
 /// `axum::serve` on a multi-threaded runtime as `#[tokio::main]` builds
-/// it, without seamless and without a graceful shutdown.
+/// it, without seamless; TERM begins axum's own graceful shutdown, as in
+/// most services.
 pub fn serve_plain_axum(addr: &str) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let app = Router::new().route("/", get(hello));
-        axum::serve(listener, app).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                term.recv().await;
+            })
+            .await
     })
 }
 
