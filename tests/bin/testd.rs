@@ -1,5 +1,5 @@
-//! The test daemon driven by the integration tests, the demo and the
-//! benchmark: a small HTTP/1.1 server on std threads, run by seamless.
+//! The test daemon driven by the integration tests and the benchmark
+//! (`bench/`): a small HTTP/1.1 server on std threads, run by seamless.
 //!
 //! Configured through the environment (the launcher passes it on to each
 //! generation unchanged):

@@ -1,5 +1,4 @@
-//! A minimal HTTP/1.1 response reader, shared by the tests and the
-//! benchmark (which includes this file by path).
+//! A minimal HTTP/1.1 response reader, shared by the tests.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;

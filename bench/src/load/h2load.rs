@@ -1,0 +1,207 @@
+//! h2load, the HTTP/2 load (cleartext, prior knowledge): one thread, a few
+//! connections with several streams each, run once per restart cycle. Its
+//! summary gives the requests done, succeeded and failed; its per-request
+//! log (`--log-file`: start in µs since the epoch, status, µs to the end of
+//! the answer) places every answer and its latency in time. h2load opens a
+//! new connection after a GOAWAY and counts the streams it loses as failed;
+//! a connection closed without GOAWAY it neither counts nor replaces, so
+//! each connection is its own h2load, and one whose answers stop before its
+//! run ends counts the streams it had in flight as lost.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{number_after, Clock, Slice};
+
+pub struct Running {
+    /// One h2load per connection, with its log: h2load 1.52 neither counts
+    /// nor replaces a connection the server closes without GOAWAY; with one
+    /// connection per process its log shows when it stopped.
+    children: Vec<(Child, Option<PathBuf>)>,
+    started_ms: f64,
+    seconds: u64,
+}
+
+/// A connection whose last answer came this long before the end of its
+/// run was lost (a working one answers every few hundred microseconds).
+const LOST_AFTER_MS: f64 = 250.0;
+
+/// Starts `connections` times `h2load -t1 -c1 -mM -D S`; with `log`, keeps
+/// their per-request logs in `dir`.
+pub fn start(
+    port: u16,
+    connections: usize,
+    streams: usize,
+    seconds: u64,
+    log: bool,
+    dir: &Path,
+    clock: &Clock,
+) -> Running {
+    let started_ms = clock.now_ms();
+    let children = (0..connections)
+        .map(|i| {
+            let mut cmd = Command::new("h2load");
+            cmd.args([
+                "-t1".to_owned(),
+                "-c1".to_owned(),
+                format!("-m{streams}"),
+                "-D".to_owned(),
+                seconds.to_string(),
+            ]);
+            let log = log.then(|| {
+                let path = dir.join(format!("h2load-log-{i}"));
+                let _ = std::fs::remove_file(&path);
+                cmd.arg(format!("--log-file={}", path.display()));
+                path
+            });
+            cmd.arg(format!("http://127.0.0.1:{port}/"));
+            let child = cmd
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("h2load");
+            (child, log)
+        })
+        .collect();
+    Running {
+        children,
+        started_ms,
+        seconds,
+    }
+}
+
+impl Running {
+    pub fn finish(self, clock: &Clock) -> Slice {
+        let end_ms = self.started_ms + self.seconds as f64 * 1000.0;
+        let mut slice = Slice {
+            started_ms: self.started_ms,
+            seconds: self.seconds,
+            answered: 0,
+            failures: Vec::new(),
+            per_10ms: Vec::new(),
+            latencies: Vec::new(),
+            unfinished: 0,
+        };
+        let (mut non2xx, mut errored, mut timeout, mut lost) = (0, 0, 0, 0);
+        let mut slots: Vec<u64> = Vec::new();
+        for (child, log) in self.children {
+            let out = child.wait_with_output().expect("h2load output");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(summary) = parse(&text) else {
+                eprintln!(
+                    "demo: cannot read h2load's summary:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                errored += 1;
+                continue;
+            };
+            slice.answered += summary.succeeded;
+            non2xx += summary.failed.saturating_sub(summary.errored);
+            errored += summary.errored.saturating_sub(summary.timeout);
+            timeout += summary.timeout;
+            let in_flight = summary.started.saturating_sub(summary.done);
+            let Some(path) = log else {
+                slice.unfinished += in_flight;
+                continue;
+            };
+            let mut last_ms = f64::NEG_INFINITY;
+            if let Ok(file) = std::fs::File::open(&path) {
+                for line in BufReader::new(file).lines().map_while(Result::ok) {
+                    let mut f = line.split('\t').map(|x| x.trim().parse::<u64>().ok());
+                    let (Some(Some(start_us)), Some(Some(status)), Some(Some(took_us))) =
+                        (f.next(), f.next(), f.next())
+                    else {
+                        continue;
+                    };
+                    if !(200..400).contains(&status) {
+                        continue;
+                    }
+                    slice.latencies.push((
+                        clock.at_epoch_us(start_us) as f32,
+                        took_us.min(u32::MAX as u64) as u32,
+                    ));
+                    slots.push((start_us + took_us) / 10_000);
+                    last_ms = last_ms.max(clock.at_epoch_us(start_us + took_us));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+            if last_ms < end_ms - LOST_AFTER_MS {
+                lost += in_flight;
+            } else {
+                slice.unfinished += in_flight;
+            }
+        }
+        slots.sort_unstable();
+        for slot in slots {
+            match slice.per_10ms.last_mut() {
+                Some((at, n)) if *at == clock.at_epoch_us(slot * 10_000) => *n += 1,
+                _ => slice.per_10ms.push((clock.at_epoch_us(slot * 10_000), 1)),
+            }
+        }
+        slice.failures = vec![
+            ("h2load non-2xx", non2xx),
+            ("h2load errored", errored),
+            ("h2load timeout", timeout),
+            ("h2load connection lost", lost),
+        ];
+        slice
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Summary {
+    started: u64,
+    done: u64,
+    succeeded: u64,
+    /// Every failed request, the HTTP-level ones included.
+    failed: u64,
+    /// Failed without an HTTP answer, the timed-out ones included.
+    errored: u64,
+    timeout: u64,
+}
+
+/// From h2load's line
+/// `requests: 80000 total, 80004 started, 80000 done, 80000 succeeded, 0 failed, 0 errored, 0 timeout`.
+fn parse(text: &str) -> Option<Summary> {
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("requests:"))?;
+    let field = |name: &str| -> Option<u64> {
+        line.split(',')
+            .find(|part| part.trim().ends_with(name))
+            .and_then(|part| number_after(part.trim().trim_start_matches("requests:"), ""))
+            .map(|n| n as u64)
+    };
+    Some(Summary {
+        started: field("started")?,
+        done: field("done")?,
+        succeeded: field("succeeded")?,
+        failed: field("failed")?,
+        errored: field("errored")?,
+        timeout: field("timeout")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn summary() {
+        let text = "finished in 2.00s, 40000.00 req/s, 1.5MB/s\n\
+                    requests: 80000 total, 80008 started, 80000 done, 79990 succeeded, 10 failed, 7 errored, 2 timeout\n\
+                    status codes: 79990 2xx, 0 3xx, 3 4xx, 0 5xx\n";
+        let s = super::parse(text).unwrap();
+        assert_eq!(
+            s,
+            super::Summary {
+                started: 80008,
+                done: 80000,
+                succeeded: 79990,
+                failed: 10,
+                errored: 7,
+                timeout: 2
+            }
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The load: the benchmark's own clients (keep-alive, new-connection and
+//! slow-request loops, each request timestamped) and the independent
+//! tools, wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2 prior knowledge),
+//! run once per restart cycle. Every time is kept in milliseconds since the
+//! start of the run, on one clock shared with the tools' wall-clock
+//! timestamps.
+
+pub mod builtin;
+pub mod h2load;
+pub mod wrk;
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::supervision::which;
+
+/// The run's clock: a monotonic origin and the wall-clock time it stands for.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    start: Instant,
+    epoch_us: u64,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        Clock {
+            start: Instant::now(),
+            epoch_us: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    pub fn ms(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.start).as_secs_f64() * 1000.0
+    }
+
+    pub fn now_ms(&self) -> f64 {
+        self.ms(Instant::now())
+    }
+
+    /// A wall-clock time in microseconds since the epoch, on this clock.
+    pub fn at_epoch_us(&self, us: u64) -> f64 {
+        (us as f64 - self.epoch_us as f64) / 1000.0
+    }
+}
+
+/// The independent tools found on this machine.
+#[derive(Clone, Copy)]
+pub struct Tools {
+    pub wrk: bool,
+    pub h2load: bool,
+}
+
+impl Tools {
+    pub fn detect(builtin_only: bool) -> Tools {
+        Tools {
+            wrk: !builtin_only && which("wrk"),
+            h2load: !builtin_only && which("h2load"),
+        }
+    }
+}
+
+/// What one run of wrk or h2load saw.
+pub struct Slice {
+    /// When the tool was started; it runs for `seconds`.
+    pub started_ms: f64,
+    pub seconds: u64,
+    /// Requests answered with 2xx or 3xx.
+    pub answered: u64,
+    /// Failed requests by kind (socket errors, non-2xx, failed streams).
+    pub failures: Vec<(&'static str, u64)>,
+    /// Answers per 10 ms of wall-clock time: (start of the 10 ms in ms,
+    /// count), in time order; 10 ms without an answer are absent.
+    pub per_10ms: Vec<(f64, u32)>,
+    /// (start of the request in ms, latency in µs), where the tool tells.
+    pub latencies: Vec<(f32, u32)>,
+    /// Requests still in flight when the tool stopped (not failures: the
+    /// tool cut them at the end of its duration).
+    pub unfinished: u64,
+}
+
+impl Slice {
+    pub fn failed(&self) -> u64 {
+        self.failures.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// The first number after `key` in `text` (`key` included), e.g.
+/// `number_after("connect 0, read 4", "read ")` is 4.
+pub fn number_after(text: &str, key: &str) -> Option<f64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let rest = rest.trim_start();
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}

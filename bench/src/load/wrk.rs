@@ -1,0 +1,181 @@
+//! wrk, the HTTP/1.1 keep-alive load: one thread, a few connections, run
+//! once per restart cycle. Its summary gives the requests and every socket
+//! error (`connect`, `read`, `write`, `timeout`) and non-2xx answer; a Lua
+//! script counts its answers per 10 ms of wall-clock time (LuaJIT's FFI
+//! reads `CLOCK_REALTIME`), which places its throughput in time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use super::{number_after, Clock, Slice};
+
+/// Counts answers per 10 ms of wall-clock time into the file named by the
+/// first script argument, as lines `<10 ms since the epoch> <count>`. The
+/// last 10 ms of a run are not written.
+const SCRIPT: &str = r#"
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock, bench_timespec *ts);
+]]
+local now = ffi.new("bench_timespec")
+local out, slot, count = nil, -1, 0
+
+function init(args)
+  out = io.open(args[1], "w")
+end
+
+function response(status, headers, body)
+  ffi.C.clock_gettime(0, now)
+  local s = tonumber(now.tv_sec) * 100 + math.floor(tonumber(now.tv_nsec) / 10000000)
+  if s ~= slot then
+    if count > 0 then
+      out:write(string.format("%d %d\n", slot, count))
+      out:flush()
+    end
+    slot, count = s, 0
+  end
+  count = count + 1
+end
+"#;
+
+/// Writes the counting script into `dir`.
+pub fn script(dir: &Path) -> PathBuf {
+    let path = dir.join("count.lua");
+    std::fs::write(&path, SCRIPT).expect("write wrk script");
+    path
+}
+
+pub struct Running {
+    child: Child,
+    started_ms: f64,
+    seconds: u64,
+    counts: Option<PathBuf>,
+}
+
+/// Starts `wrk -t1 -cN -dSs`; with `script`, counts answers in time into
+/// `dir`.
+pub fn start(
+    port: u16,
+    connections: usize,
+    seconds: u64,
+    script: Option<&Path>,
+    dir: &Path,
+    clock: &Clock,
+) -> Running {
+    let mut cmd = Command::new("wrk");
+    cmd.args(["-t1", &format!("-c{connections}"), &format!("-d{seconds}s")]);
+    let counts = script.map(|s| {
+        let counts = dir.join("wrk-counts");
+        let _ = std::fs::remove_file(&counts);
+        cmd.arg("-s").arg(s);
+        counts
+    });
+    cmd.arg(format!("http://127.0.0.1:{port}/"));
+    if let Some(c) = &counts {
+        cmd.arg("--").arg(c);
+    }
+    let started_ms = clock.now_ms();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk");
+    Running {
+        child,
+        started_ms,
+        seconds,
+        counts,
+    }
+}
+
+impl Running {
+    pub fn finish(self, clock: &Clock) -> Slice {
+        let out = self.child.wait_with_output().expect("wrk output");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (answered, failures) = parse(&text).unwrap_or_else(|| {
+            eprintln!(
+                "demo: cannot read wrk's summary:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            (0, vec![("wrk gave no summary", 1)])
+        });
+        let mut per_10ms = Vec::new();
+        if let Some(path) = &self.counts {
+            for line in std::fs::read_to_string(path).unwrap_or_default().lines() {
+                let mut f = line.split_whitespace().map(|x| x.parse::<u64>().ok());
+                if let (Some(Some(slot)), Some(Some(n))) = (f.next(), f.next()) {
+                    per_10ms.push((clock.at_epoch_us(slot * 10_000), n as u32));
+                }
+            }
+            let _ = std::fs::remove_file(path);
+        }
+        Slice {
+            started_ms: self.started_ms,
+            seconds: self.seconds,
+            answered,
+            failures,
+            per_10ms,
+            latencies: Vec::new(),
+            unfinished: 0,
+        }
+    }
+}
+
+/// (answered requests, failures by kind) from wrk's summary:
+///
+/// ```text
+///   123456 requests in 2.00s, 15.00MB read
+///   Socket errors: connect 0, read 4, write 0, timeout 0
+///   Non-2xx or 3xx responses: 3
+/// ```
+fn parse(text: &str) -> Option<(u64, Vec<(&'static str, u64)>)> {
+    let requests = text
+        .lines()
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse::<u64>()
+        .ok()?;
+    let mut failures = Vec::new();
+    if let Some(line) = text.lines().find(|l| l.contains("Socket errors:")) {
+        for (kind, key) in [
+            ("wrk connect", "connect "),
+            ("wrk read", "read "),
+            ("wrk write", "write "),
+            ("wrk timeout", "timeout "),
+        ] {
+            failures.push((kind, number_after(line, key).unwrap_or(0.0) as u64));
+        }
+    }
+    let non2xx = text
+        .lines()
+        .find_map(|l| number_after(l, "Non-2xx or 3xx responses:"))
+        .unwrap_or(0.0) as u64;
+    failures.push(("wrk non-2xx", non2xx));
+    // wrk counts an answer with another status among its requests.
+    Some((requests.saturating_sub(non2xx), failures))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn summary() {
+        let text = "Running 2s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  \
+                    123456 requests in 2.00s, 15.00MB read\n  Socket errors: connect 0, read 4, write 1, timeout 2\n  \
+                    Non-2xx or 3xx responses: 3\nRequests/sec:  61728.00\n";
+        let (answered, failures) = super::parse(text).unwrap();
+        assert_eq!(answered, 123453);
+        let get = |k| failures.iter().find(|(n, _)| *n == k).unwrap().1;
+        assert_eq!(
+            (
+                get("wrk read"),
+                get("wrk write"),
+                get("wrk timeout"),
+                get("wrk non-2xx")
+            ),
+            (4, 1, 2, 3)
+        );
+    }
+}

@@ -1,0 +1,174 @@
+//! The restart-under-load benchmark, and the README's first command.
+//!
+//! Runs a real server, by default the axum example (`examples/axum.rs`),
+//! under a supervisor (daemontools' `supervise` when it is installed, else
+//! a minimal built-in respawn loop, and it says which), loads it over
+//! 127.0.0.1 only, restarts it N times the supervisor's way, and reports
+//! per server and protocol: requests, failures by kind (every failure any
+//! client saw, in one total), restarts with a failure, throughput and p99
+//! latency in steady state and inside restart windows, the restart command
+//! to the new generation's first answer and where that time goes, the
+//! launcher's memory, and the start-up time the launcher split adds. It
+//! also compares the example's steady throughput with its handler under
+//! plain `axum::serve`. Prints Markdown; optionally writes JSON and an SVG
+//! plot. Every loop is bounded; it stops by itself.
+//!
+//! The load is wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2 with prior
+//! knowledge) when they are installed, the built-in clients otherwise (it
+//! says which), plus the built-in new-connection and slow-request loops.
+//!
+//! ```text
+//! cargo run --release --bin demo        # the axum example, HTTP/1.1 and HTTP/2, 20 restarts
+//! cargo run --release --bin demo -- --servers axum,testd --restarts 100 \
+//!     --json docs/bench.json --svg docs/bench.svg --startup-samples 60
+//! ```
+//!
+//! Modules: `cli` (flags), `servers` (what runs, and the comparison
+//! server), `supervision` (supervise or the respawn loop; `/proc`), `load`
+//! (built-in clients, wrk, h2load), `run` (the experiments), `measure`
+//! (windows, rates, percentiles), `report` (table, JSON, SVG).
+
+mod cli;
+mod load;
+mod measure;
+mod report;
+mod run;
+mod servers;
+mod supervision;
+
+use report::{Report, Settings, Skipped};
+use servers::Server;
+
+fn main() {
+    // The comparison server is this program in another mode, so that
+    // `cargo run --bin demo` has nothing else to build for it.
+    let mut argv = std::env::args().skip(1);
+    if argv.next().as_deref() == Some(servers::PLAIN_AXUM) {
+        let addr = argv.next().unwrap_or_else(|| "127.0.0.1:8080".into());
+        if let Err(e) = servers::serve_plain_axum(&addr) {
+            eprintln!("demo: plain axum on {addr}: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+
+    let args = cli::parse();
+    let bins = servers::build();
+    let tools = load::Tools::detect(args.builtin_load);
+    eprintln!(
+        "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",
+        if tools.wrk {
+            "wrk"
+        } else if args.builtin_load {
+            "the built-in keep-alive clients (--builtin-load)"
+        } else {
+            "the built-in keep-alive clients (wrk is not installed)"
+        },
+        if tools.h2load {
+            "h2load"
+        } else {
+            "nobody (h2load is not installed, or --builtin-load)"
+        },
+    );
+    let supervise =
+        !args.builtin_supervisor && supervision::which("supervise") && supervision::which("svc");
+    eprintln!(
+        "supervisor: {}",
+        if supervise {
+            "daemontools supervise"
+        } else {
+            "built-in respawn loop"
+        }
+    );
+
+    let mut runs = Vec::new();
+    let mut skipped = Vec::new();
+    for &server in &args.servers {
+        for &protocol in &args.protocols {
+            if !server.speaks(protocol) {
+                continue;
+            }
+            match run::restarts(&args, &bins, tools, server, protocol) {
+                Ok(figures) => runs.push(figures),
+                Err(reason) => {
+                    eprintln!("skipped {} {}: {reason}", server.name(), protocol.name());
+                    skipped.push(Skipped {
+                        server: server.name(),
+                        protocol: protocol.name(),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    let mut comparisons = Vec::new();
+    if args.compare_rounds > 0 && args.servers.contains(&Server::Axum) {
+        for &protocol in &args.protocols {
+            match run::compare(&args, &bins, tools, protocol) {
+                Ok(c) => comparisons.push(c),
+                Err(reason) => {
+                    eprintln!("no throughput comparison for {}: {reason}", protocol.name())
+                }
+            }
+        }
+    }
+    let mut startup = Vec::new();
+    if args.startup_samples > 0 {
+        for &server in &args.servers {
+            if matches!(server, Server::Axum | Server::Testd) {
+                startup.push(run::startup(&bins, server, args.startup_samples));
+            }
+        }
+    }
+
+    let report = Report {
+        settings: Settings {
+            supervisor: if supervise {
+                "daemontools supervise"
+            } else {
+                "built-in respawn loop"
+            },
+            restart_command: if supervise { "svc -t" } else { "kill -TERM" },
+            restarts: args.restarts,
+            cycle_s: args.interval_s,
+            restart_after_ms: args.lead.as_millis() as u64,
+            window: format!(
+                "from the restart command to {} ms after the new generation's first answer",
+                measure::WINDOW_TAIL_MS
+            ),
+        },
+        runs,
+        skipped,
+        throughput_against_plain_axum: comparisons,
+        startup,
+    };
+    print!("{}", report::text(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, report::json(&report)).expect("write json");
+    }
+    if let Some(path) = &args.svg {
+        if let Err(e) = report::plot(&report.runs, path) {
+            eprintln!("demo: cannot draw {}: {e}", path.display());
+        }
+    }
+    let failed: u64 = report
+        .runs
+        .iter()
+        .filter(|r| {
+            [Server::Axum, Server::Testd]
+                .iter()
+                .any(|s| s.name() == r.server)
+        })
+        .map(|r| r.failed)
+        .sum();
+    println!(
+        "\n{}",
+        if report.runs.is_empty() {
+            "nothing measured"
+        } else if failed == 0 {
+            "nothing dropped"
+        } else {
+            "FAILURES (see the table)"
+        }
+    );
+}

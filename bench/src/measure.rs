@@ -1,0 +1,418 @@
+//! From what one run recorded to its figures: restart windows, throughput
+//! in steady state and inside the windows, latency percentiles, failures by
+//! kind and per restart, and where the restart time goes.
+//!
+//! A restart window runs from the restart command (`svc -t`) to 1 s after
+//! the new generation's first answer (the first answer, to any built-in
+//! client, from a pid that had not answered before the command). Time
+//! outside every window, while load runs, is steady state.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::load::builtin::{Client, Outcome, Sample};
+use crate::load::Slice;
+
+/// How long after the new generation's first answer a window still runs.
+pub const WINDOW_TAIL_MS: f64 = 1000.0;
+/// Cut from both ends of each run of a load tool: connecting, stopping.
+const TOOL_EDGE_MS: f64 = 100.0;
+const SLOT_MS: f64 = 10.0;
+
+/// One restart: when it was commanded, and what `/proc` showed after it
+/// (milliseconds after the command).
+#[derive(Clone, Default)]
+pub struct Restart {
+    pub at_ms: f64,
+    /// The old launcher (the supervisor's child) is gone.
+    pub launcher_exit: Option<f64>,
+    /// The supervisor has a new child.
+    pub new_child: Option<f64>,
+    /// The new child runs the server's program (after the run script).
+    pub exec: Option<f64>,
+    /// The new launcher's daemon runs the server's program.
+    pub daemon: Option<f64>,
+    /// Every old generation has exited.
+    pub old_exit: Option<f64>,
+}
+
+/// Everything one run recorded.
+pub struct Recorded {
+    pub samples: Vec<Sample>,
+    pub slices: Vec<Slice>,
+    pub restarts: Vec<Restart>,
+    /// The built-in keep-alive clients are the load (no wrk).
+    pub builtin_is_load: bool,
+    pub end_ms: f64,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+pub struct SteadyWindows<T> {
+    pub steady: T,
+    pub restart_windows: T,
+}
+
+#[derive(Serialize, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p99: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Medians over the restarts, in ms after the restart command.
+#[derive(Serialize, Clone, Copy, Default)]
+pub struct Phases {
+    pub launcher_exit: Option<f64>,
+    pub new_child: Option<f64>,
+    pub exec: Option<f64>,
+    pub daemon: Option<f64>,
+    pub first_answer: Option<f64>,
+    pub old_exit: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+pub struct Memory {
+    pub vmrss_kib: u64,
+    pub rssanon_kib: u64,
+}
+
+/// Time series for the plot.
+#[derive(Default)]
+pub struct Series {
+    /// (s, answers/s of the load per 100 ms).
+    pub throughput: Vec<(f32, f32)>,
+    /// (s, failures) per restart, placed at the restart.
+    pub failures: Vec<(f32, u64)>,
+    pub restarts_s: Vec<f32>,
+}
+
+#[derive(Serialize)]
+pub struct RunFigures {
+    pub server: &'static str,
+    pub protocol: &'static str,
+    pub supervisor: &'static str,
+    pub load: String,
+    pub restarts: usize,
+    /// Every request any client made, failed ones included.
+    pub requests: u64,
+    pub failed: u64,
+    pub failures: BTreeMap<&'static str, u64>,
+    pub restarts_with_failure: usize,
+    pub throughput_rps: SteadyWindows<Option<f64>>,
+    pub throughput_source: &'static str,
+    pub latency_ms: SteadyWindows<Percentiles>,
+    pub latency_source: &'static str,
+    pub restart_ms_median: Phases,
+    pub launcher: Option<Memory>,
+    pub daemon: Option<Memory>,
+    /// Requests the load tool still had in flight when its duration ended
+    /// (cut by the tool, not counted as failures).
+    pub unfinished_at_tool_end: u64,
+    #[serde(skip)]
+    pub series: Series,
+}
+
+/// The fields of `RunFigures` that describe the run rather than measure it.
+pub struct Labels {
+    pub server: &'static str,
+    pub protocol: &'static str,
+    pub supervisor: &'static str,
+    pub load: String,
+    pub launcher: Option<(u64, u64)>,
+    pub daemon: Option<(u64, u64)>,
+}
+
+pub fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
+    rec.samples
+        .sort_by(|a, b| a.done_ms().total_cmp(&b.done_ms()));
+    let first_answers = first_answers(&rec.samples, &rec.restarts);
+    let windows: Vec<(f64, f64)> = rec
+        .restarts
+        .iter()
+        .zip(&first_answers)
+        .enumerate()
+        .map(|(i, (r, first))| {
+            let end = match first {
+                Some(f) => r.at_ms + f + WINDOW_TAIL_MS,
+                // No new generation seen: the whole rest of the cycle.
+                None => rec.restarts.get(i + 1).map_or(rec.end_ms, |n| n.at_ms),
+            };
+            (r.at_ms, end)
+        })
+        .collect();
+    // Windows are in time order; a late one may overlap the next.
+    let in_window = |t: f64| {
+        let after = windows.partition_point(|(a, _)| *a <= t);
+        windows[..after].iter().rev().take(2).any(|(_, b)| t < *b)
+    };
+
+    // Failures, in total and per restart (a failure belongs to the last
+    // restart before it; those before the first, to the first).
+    let mut failures: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut per_restart = vec![0u64; rec.restarts.len().max(1)];
+    let restart_of = |t: f64| rec.restarts.iter().rposition(|r| r.at_ms <= t).unwrap_or(0);
+    for s in &rec.samples {
+        if let Some(kind) = s.failure() {
+            *failures.entry(kind).or_default() += 1;
+            per_restart[restart_of(s.done_ms())] += 1;
+        }
+    }
+    // A tool's run i holds restart i.
+    for (i, slice) in rec.slices.iter().enumerate() {
+        for (kind, n) in &slice.failures {
+            if *n > 0 {
+                *failures.entry(kind).or_default() += n;
+            }
+        }
+        let last = per_restart.len() - 1;
+        per_restart[i.min(last)] += slice.failed();
+    }
+    let failed: u64 = failures.values().sum();
+    let requests = rec.samples.len() as u64
+        + rec
+            .slices
+            .iter()
+            .map(|s| s.answered + s.failed())
+            .sum::<u64>();
+
+    // Throughput of the load on a 10 ms grid, over the time it ran.
+    let mut grid: HashMap<i64, u32> = HashMap::new();
+    let mut active: Vec<(f64, f64)> = Vec::new();
+    let throughput_source;
+    if rec.builtin_is_load {
+        throughput_source = "built-in keep-alive clients";
+        for s in rec
+            .samples
+            .iter()
+            .filter(|s| s.client == Client::KeepAlive && s.outcome == Outcome::Ok)
+        {
+            *grid
+                .entry((s.done_ms() / SLOT_MS).floor() as i64)
+                .or_default() += 1;
+        }
+        if let (Some(a), Some(b)) = (rec.samples.first(), rec.samples.last()) {
+            active.push((a.done_ms() + TOOL_EDGE_MS, b.done_ms() - TOOL_EDGE_MS));
+        }
+    } else {
+        throughput_source = if rec.slices.iter().any(|s| !s.latencies.is_empty()) {
+            "h2load"
+        } else {
+            "wrk"
+        };
+        for slice in &rec.slices {
+            for (start, n) in &slice.per_10ms {
+                *grid
+                    .entry(((start + SLOT_MS / 2.0) / SLOT_MS).floor() as i64)
+                    .or_default() += n;
+            }
+            active.push((
+                slice.started_ms + TOOL_EDGE_MS,
+                slice.started_ms + slice.seconds as f64 * 1000.0 - TOOL_EDGE_MS,
+            ));
+        }
+    }
+    let (mut steady, mut window) = ((0u64, 0u64), (0u64, 0u64));
+    for (a, b) in &active {
+        let mut slot = (a / SLOT_MS).ceil() as i64;
+        while (slot as f64 + 1.0) * SLOT_MS <= *b {
+            let n = grid.get(&slot).copied().unwrap_or(0) as u64;
+            let mid = (slot as f64 + 0.5) * SLOT_MS;
+            let acc = if in_window(mid) {
+                &mut window
+            } else {
+                &mut steady
+            };
+            acc.0 += n;
+            acc.1 += 1;
+            slot += 1;
+        }
+    }
+    let rate =
+        |(n, slots): (u64, u64)| (slots > 0).then(|| n as f64 / (slots as f64 * SLOT_MS / 1000.0));
+
+    // Latency: h2load's own log when there is one, else the built-in
+    // keep-alive clients.
+    let (mut lat_steady, mut lat_window) = (Vec::new(), Vec::new());
+    let latency_source;
+    if rec.slices.iter().any(|s| !s.latencies.is_empty()) {
+        latency_source = "h2load's per-request log";
+        for (at, us) in rec.slices.iter().flat_map(|s| &s.latencies) {
+            if in_window(*at as f64) {
+                lat_window.push(*us);
+            } else {
+                lat_steady.push(*us);
+            }
+        }
+    } else {
+        latency_source = "built-in keep-alive clients";
+        for s in rec
+            .samples
+            .iter()
+            .filter(|s| s.client == Client::KeepAlive && s.outcome == Outcome::Ok)
+        {
+            if in_window(s.at_ms as f64) {
+                lat_window.push(s.latency_us);
+            } else {
+                lat_steady.push(s.latency_us);
+            }
+        }
+    }
+
+    // Series for the plot: throughput per 100 ms, failures per restart.
+    let mut per_100ms: BTreeMap<i64, u64> = BTreeMap::new();
+    for (slot, n) in &grid {
+        *per_100ms.entry(slot.div_euclid(10)).or_default() += *n as u64;
+    }
+    let series = Series {
+        throughput: per_100ms
+            .iter()
+            .map(|(b, n)| (*b as f32 / 10.0, *n as f32 * 10.0))
+            .collect(),
+        failures: rec
+            .restarts
+            .iter()
+            .zip(&per_restart)
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| ((r.at_ms / 1000.0) as f32, *n))
+            .collect(),
+        restarts_s: rec
+            .restarts
+            .iter()
+            .map(|r| (r.at_ms / 1000.0) as f32)
+            .collect(),
+    };
+
+    let phase =
+        |f: fn(&Restart) -> Option<f64>| median(rec.restarts.iter().filter_map(f).collect());
+    let memory = |m: Option<(u64, u64)>| {
+        m.map(|(vmrss_kib, rssanon_kib)| Memory {
+            vmrss_kib,
+            rssanon_kib,
+        })
+    };
+    RunFigures {
+        server: labels.server,
+        protocol: labels.protocol,
+        supervisor: labels.supervisor,
+        load: labels.load,
+        restarts: rec.restarts.len(),
+        requests,
+        failed,
+        failures,
+        restarts_with_failure: if rec.restarts.is_empty() {
+            0
+        } else {
+            per_restart.iter().filter(|n| **n > 0).count()
+        },
+        throughput_rps: SteadyWindows {
+            steady: rate(steady),
+            restart_windows: rate(window),
+        },
+        throughput_source,
+        latency_ms: SteadyWindows {
+            steady: percentiles(lat_steady),
+            restart_windows: percentiles(lat_window),
+        },
+        latency_source,
+        restart_ms_median: Phases {
+            launcher_exit: phase(|r| r.launcher_exit),
+            new_child: phase(|r| r.new_child),
+            exec: phase(|r| r.exec),
+            daemon: phase(|r| r.daemon),
+            first_answer: median(first_answers.iter().flatten().copied().collect()),
+            old_exit: phase(|r| r.old_exit),
+        },
+        launcher: memory(labels.launcher),
+        daemon: memory(labels.daemon),
+        unfinished_at_tool_end: rec.slices.iter().map(|s| s.unfinished).sum(),
+        series,
+    }
+}
+
+/// For each restart, ms from the command to the first answer from a pid
+/// that had not answered before it. `samples` are sorted by completion.
+fn first_answers(samples: &[Sample], restarts: &[Restart]) -> Vec<Option<f64>> {
+    let answered = |s: &&Sample| s.outcome == Outcome::Ok && s.pid != 0;
+    let mut seen: HashSet<u32> = HashSet::new();
+    let mut i = 0;
+    restarts
+        .iter()
+        .enumerate()
+        .map(|(k, r)| {
+            while i < samples.len() && samples[i].done_ms() < r.at_ms {
+                if answered(&&samples[i]) {
+                    seen.insert(samples[i].pid);
+                }
+                i += 1;
+            }
+            let until = restarts.get(k + 1).map_or(f64::INFINITY, |n| n.at_ms);
+            samples[i..]
+                .iter()
+                .take_while(|s| s.done_ms() < until)
+                .filter(answered)
+                .find(|s| !seen.contains(&s.pid))
+                .map(|s| s.done_ms() - r.at_ms)
+        })
+        .collect()
+}
+
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied()
+}
+
+fn percentiles(mut us: Vec<u32>) -> Percentiles {
+    us.sort_unstable();
+    let at = |p: f64| {
+        (!us.is_empty()).then(|| us[((us.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0)
+    };
+    Percentiles {
+        p50: at(0.5),
+        p99: at(0.99),
+        max: at(1.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(at_ms: f32, pid: u32) -> Sample {
+        Sample {
+            at_ms,
+            latency_us: 1000,
+            pid,
+            outcome: Outcome::Ok,
+            client: Client::NewConnection,
+        }
+    }
+
+    #[test]
+    fn first_answer_is_from_a_pid_not_seen_before_the_restart() {
+        let samples = [
+            ok(0.0, 7),
+            ok(10.0, 7),
+            ok(12.0, 7),
+            ok(15.0, 8),
+            ok(30.0, 9),
+        ];
+        let restarts = [
+            Restart {
+                at_ms: 11.0,
+                ..Default::default()
+            },
+            Restart {
+                at_ms: 20.0,
+                ..Default::default()
+            },
+        ];
+        assert_eq!(first_answers(&samples, &restarts), [Some(5.0), Some(11.0)]);
+    }
+
+    #[test]
+    fn percentiles_of_nothing_are_none() {
+        assert!(percentiles(Vec::new()).p99.is_none());
+        assert_eq!(percentiles(vec![1000, 3000, 2000]).p50, Some(2.0));
+    }
+}

@@ -1,0 +1,333 @@
+//! The results, three ways: a Markdown table on stdout, JSON (serde) and an
+//! SVG plot (plotters) of throughput and failures over time.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::measure::{Percentiles, RunFigures};
+use crate::run::{Comparison, Startup};
+
+#[derive(Serialize)]
+pub struct Settings {
+    pub supervisor: &'static str,
+    pub restart_command: &'static str,
+    pub restarts: usize,
+    pub cycle_s: u64,
+    pub restart_after_ms: u64,
+    pub window: String,
+}
+
+#[derive(Serialize)]
+pub struct Skipped {
+    pub server: &'static str,
+    pub protocol: &'static str,
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub settings: Settings,
+    pub runs: Vec<RunFigures>,
+    pub skipped: Vec<Skipped>,
+    pub throughput_against_plain_axum: Vec<Comparison>,
+    pub startup: Vec<Startup>,
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.1}"))
+}
+
+fn ms2(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+fn rps(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{:.0}", v))
+}
+
+fn kinds(r: &RunFigures) -> String {
+    let nonzero: Vec<String> = r
+        .failures
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    if nonzero.is_empty() {
+        "-".into()
+    } else {
+        nonzero.join(", ")
+    }
+}
+
+fn p99(p: &Percentiles) -> String {
+    ms2(p.p99)
+}
+
+pub fn text(r: &Report) -> String {
+    let s = &r.settings;
+    let mut out = String::new();
+    let w = &mut out;
+    writeln!(
+        w,
+        "{} restarts under {} (`{}`), one every {} s, {} ms into each cycle; all traffic on 127.0.0.1.",
+        s.restarts, s.supervisor, s.restart_command, s.cycle_s, s.restart_after_ms
+    )
+    .unwrap();
+    writeln!(w, "Restart window: {}.", s.window).unwrap();
+    for run in &r.runs {
+        writeln!(w, "Load, {} {}: {}.", run.server, run.protocol, run.load).unwrap();
+    }
+    for k in &r.skipped {
+        writeln!(w, "Skipped {} {}: {}.", k.server, k.protocol, k.reason).unwrap();
+    }
+    writeln!(w).unwrap();
+    writeln!(
+        w,
+        "| server | protocol | requests | failed | failures by kind | restarts with a failure | req/s steady / in restart windows | p99 ms steady / in restart windows | `{}` to new generation's first answer, median |",
+        s.restart_command
+    )
+    .unwrap();
+    writeln!(w, "|{}", " --- |".repeat(9)).unwrap();
+    for run in &r.runs {
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} of {} | {} / {} | {} / {} | {} ms |",
+            run.server,
+            run.protocol,
+            run.requests,
+            run.failed,
+            kinds(run),
+            run.restarts_with_failure,
+            run.restarts,
+            rps(run.throughput_rps.steady),
+            rps(run.throughput_rps.restart_windows),
+            p99(&run.latency_ms.steady),
+            p99(&run.latency_ms.restart_windows),
+            ms(run.restart_ms_median.first_answer)
+        )
+        .unwrap();
+    }
+    writeln!(w).unwrap();
+    writeln!(
+        w,
+        "Throughput from: {}. p99 from: {}.",
+        r.runs
+            .iter()
+            .map(|x| format!("{} {} {}", x.server, x.protocol, x.throughput_source))
+            .collect::<Vec<_>>()
+            .join("; "),
+        r.runs
+            .iter()
+            .map(|x| format!("{} {} {}", x.server, x.protocol, x.latency_source))
+            .collect::<Vec<_>>()
+            .join("; ")
+    )
+    .unwrap();
+    writeln!(w).unwrap();
+    writeln!(
+        w,
+        "Where a restart's time goes, median ms after `{}`:",
+        s.restart_command
+    )
+    .unwrap();
+    writeln!(w).unwrap();
+    writeln!(w, "| server | protocol | old launcher gone | supervisor's new child | server program exec'd | new daemon | new generation's first answer | old generation gone |").unwrap();
+    writeln!(w, "|{}", " --- |".repeat(8)).unwrap();
+    for run in &r.runs {
+        let p = &run.restart_ms_median;
+        writeln!(
+            w,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            run.server,
+            run.protocol,
+            ms(p.launcher_exit),
+            ms(p.new_child),
+            ms(p.exec),
+            ms(p.daemon),
+            ms(p.first_answer),
+            ms(p.old_exit)
+        )
+        .unwrap();
+    }
+    if !r.throughput_against_plain_axum.is_empty() {
+        writeln!(w).unwrap();
+        writeln!(w, "Steady throughput, no restarts: the axum example under seamless against its handler under plain `axum::serve`, alternating rounds (medians; the ratio is the median of the rounds' ratios):").unwrap();
+        writeln!(w).unwrap();
+        writeln!(w, "| protocol | load | rounds | axum example req/s | plain axum::serve req/s | ratio | failed |").unwrap();
+        writeln!(w, "|{}", " --- |".repeat(7)).unwrap();
+        for c in &r.throughput_against_plain_axum {
+            writeln!(
+                w,
+                "| {} | {}, {} s | {} | {} | {} | {} | {} |",
+                c.protocol,
+                c.tool,
+                c.seconds_per_round,
+                c.example_rps.len(),
+                rps(c.example_median),
+                rps(c.plain_median),
+                c.ratio.map_or("-".into(), |x| format!("{x:.3}")),
+                c.failed
+            )
+            .unwrap();
+        }
+    }
+    writeln!(w).unwrap();
+    let mut seen = Vec::new();
+    for run in &r.runs {
+        if seen.contains(&run.server) {
+            continue;
+        }
+        seen.push(run.server);
+        let mem = |m: &Option<crate::measure::Memory>| {
+            m.map_or("-".into(), |m| {
+                format!("{} / {} KiB", m.vmrss_kib, m.rssanon_kib)
+            })
+        };
+        writeln!(
+            w,
+            "{}: launcher VmRSS / RssAnon {}; daemon {}",
+            run.server,
+            mem(&run.launcher),
+            mem(&run.daemon)
+        )
+        .unwrap();
+    }
+    for st in &r.startup {
+        let adds = st.on_ms_median.zip(st.off_ms_median).map(|(a, b)| a - b);
+        writeln!(
+            w,
+            "{}: spawn to first answer, median of {}: seamless off {} ms, on {} ms, the launcher split adds {} ms",
+            st.server,
+            st.samples,
+            ms2(st.off_ms_median),
+            ms2(st.on_ms_median),
+            ms2(adds)
+        )
+        .unwrap();
+    }
+    writeln!(w).unwrap();
+    targets(w, r);
+    out
+}
+
+/// The targets for the axum example, met or not, in plain words.
+fn targets(w: &mut String, r: &Report) {
+    writeln!(w, "Targets (axum example):").unwrap();
+    for run in r.runs.iter().filter(|x| x.server == "axum example") {
+        let verdict = if run.failed > 0 {
+            format!("NOT MET: {} failures", run.failed)
+        } else if run.requests < 1_000_000 || run.restarts < 100 {
+            format!(
+                "0 failures, on a short run ({} requests, {} restarts; the target needs 1,000,000 over 100)",
+                run.requests, run.restarts
+            )
+        } else {
+            "met".into()
+        };
+        writeln!(
+            w,
+            "- {}: 0 failures in >= 1,000,000 requests over 100 restarts: {verdict}",
+            run.protocol
+        )
+        .unwrap();
+        let (steady, window) = (
+            run.latency_ms.steady.p99,
+            run.latency_ms.restart_windows.p99,
+        );
+        let ratio = steady.zip(window).map(|(s, x)| x / s);
+        writeln!(
+            w,
+            "- {}: p99 in restart windows <= 1.2 x steady: {} ({} / {} ms = {})",
+            run.protocol,
+            match ratio {
+                Some(x) if x <= 1.2 => "met",
+                Some(_) => "NOT MET",
+                None => "not measured",
+            },
+            ms2(window),
+            ms2(steady),
+            ratio.map_or("-".into(), |x| format!("{x:.2}"))
+        )
+        .unwrap();
+        let first = run.restart_ms_median.first_answer;
+        writeln!(
+            w,
+            "- {}: restart to first answer, median <= 6.9 ms (half the Go original's 13.8 ms, measured once on this machine): {} ({} ms)",
+            run.protocol,
+            match first {
+                Some(x) if x <= 6.9 => "met",
+                Some(_) => "NOT MET",
+                None => "not measured",
+            },
+            ms(first)
+        )
+        .unwrap();
+    }
+    for c in &r.throughput_against_plain_axum {
+        writeln!(
+            w,
+            "- {}: steady throughput within 3% of plain axum::serve: {} (ratio {})",
+            c.protocol,
+            match c.ratio {
+                Some(x) if x >= 0.97 => "met",
+                Some(_) => "NOT MET",
+                None => "not measured",
+            },
+            c.ratio.map_or("-".into(), |x| format!("{x:.3}"))
+        )
+        .unwrap();
+    }
+}
+
+pub fn json(r: &Report) -> String {
+    serde_json::to_string_pretty(r).expect("serializable report") + "\n"
+}
+
+/// One panel per run: the load's answers/s per 100 ms (blue), restarts
+/// (grey), failures per restart (red, larger for more).
+pub fn plot(runs: &[RunFigures], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let root = SVGBackend::new(path, (1000, 260 * runs.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (area, r) in root.split_evenly((runs.len(), 1)).iter().zip(runs) {
+        let s = &r.series;
+        let start = s.restarts_s.first().map_or(0.0, |x| (x - 1.0).max(0.0));
+        let end = s.throughput.last().map_or(1.0, |p| p.0).max(start + 1.0);
+        let ymax = s.throughput.iter().map(|p| p.1).fold(1.0f32, f32::max) * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(
+                format!(
+                    "{} {}: answers/s per 100 ms (blue), restarts (grey), failures (red)",
+                    r.server, r.protocol
+                ),
+                ("sans-serif", 16),
+            )
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(64)
+            .build_cartesian_2d(start..end, 0f32..ymax)?;
+        chart.configure_mesh().x_desc("s").y_desc("req/s").draw()?;
+        for x in &s.restarts_s {
+            chart.draw_series(LineSeries::new(
+                [(*x, 0.0), (*x, ymax)],
+                &RGBColor(180, 180, 180),
+            ))?;
+        }
+        chart.draw_series(LineSeries::new(
+            s.throughput.iter().copied().filter(|p| p.0 >= start),
+            &BLUE,
+        ))?;
+        chart.draw_series(
+            s.failures
+                .iter()
+                .map(|(x, n)| Circle::new((*x, ymax * 0.95), 2 + (*n).min(8) as i32, RED.filled())),
+        )?;
+    }
+    root.present()?;
+    Ok(())
+}

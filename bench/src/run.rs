@@ -1,0 +1,499 @@
+//! The three experiments: a server restarted under load, its steady
+//! throughput against plain `axum::serve`, and its start-up time with and
+//! without the launcher split.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::cli::Args;
+use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
+use crate::load::{h2load, wrk, Clock, Slice, Tools};
+use crate::measure::{self, Labels, Recorded, Restart, RunFigures};
+use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
+use crate::supervision::{alive, children, exe, free_port, memory, temp_dir, Group, Supervisor};
+
+/// Why a run was not made.
+pub type Skip = String;
+
+enum Tool {
+    Wrk(wrk::Running),
+    H2load(h2load::Running),
+}
+
+impl Tool {
+    fn finish(self, clock: &Clock) -> Slice {
+        match self {
+            Tool::Wrk(t) => t.finish(clock),
+            Tool::H2load(t) => t.finish(clock),
+        }
+    }
+}
+
+/// Runs `server` under a supervisor, restarts it `args.restarts` times
+/// under load, and measures.
+pub fn restarts(
+    args: &Args,
+    bins: &Binaries,
+    tools: Tools,
+    server: Server,
+    protocol: Protocol,
+) -> Result<RunFigures, Skip> {
+    if protocol == Protocol::Http2 && !tools.h2load {
+        return Err("h2load is not installed, and there is no built-in HTTP/2 client".into());
+    }
+    let label: String = format!("{}-{}", server.name(), protocol.name())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let dir = temp_dir(&label);
+    let port = free_port();
+    let launch = server.launch(
+        bins,
+        &format!("127.0.0.1:{port}"),
+        Some(&dir.join("server.pid")),
+    );
+    let program = std::fs::canonicalize(&launch.program).unwrap_or(launch.program.clone());
+    let sup = Supervisor::start(args.builtin_supervisor, &launch, &dir);
+    let began = Instant::now();
+    let first_pid = loop {
+        if let Some(pid) = get_pid(port) {
+            break pid;
+        }
+        if began.elapsed() > Duration::from_secs(20) {
+            sup.stop(&[]);
+            return Err(format!(
+                "{} did not answer within 20 s; see {}",
+                server.name(),
+                dir.join("stderr").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    if protocol == Protocol::Http2 && !speaks_h2c(port) {
+        sup.stop(&[first_pid]);
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!(
+            "{} does not speak HTTP/2 with prior knowledge",
+            server.name()
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let launcher_mem = if server.seamless() {
+        sup.child_pid().and_then(memory)
+    } else {
+        None
+    };
+    let daemon_mem = memory(first_pid);
+
+    // The built-in clients, for the whole run.
+    let clock = Clock::new();
+    let load = Arc::new(Load {
+        port,
+        clock,
+        stop: Arc::new(AtomicBool::new(false)),
+    });
+    let builtin_is_load = protocol == Protocol::Http1 && !tools.wrk;
+    let keepalive = if builtin_is_load {
+        args.connections
+    } else {
+        args.probes
+    };
+    let mut threads = Vec::new();
+    let pause = (!builtin_is_load).then_some(PROBE_PAUSE);
+    for _ in 0..keepalive {
+        let l = load.clone();
+        threads.push(std::thread::spawn(move || l.keepalive(pause)));
+    }
+    for _ in 0..args.newconn {
+        let l = load.clone();
+        threads.push(std::thread::spawn(move || {
+            l.oneshot("/", Client::NewConnection)
+        }));
+    }
+    let slow_path = format!("/?delay={}", args.slow_ms);
+    for _ in 0..args.slow {
+        let (l, path) = (load.clone(), slow_path.clone());
+        threads.push(std::thread::spawn(move || l.oneshot(&path, Client::Slow)));
+    }
+    let script = (protocol == Protocol::Http1 && tools.wrk).then(|| wrk::script(&dir));
+
+    // One cycle per restart: the load tool runs for the cycle, the restart
+    // comes `lead` into it.
+    let mut slices = Vec::new();
+    let mut restarts = Vec::new();
+    let mut launchers = HashSet::new();
+    let cycle = Duration::from_secs(args.interval_s);
+    for i in 0..args.restarts {
+        let cycle_began = Instant::now();
+        let tool = match protocol {
+            Protocol::Http1 if tools.wrk => Some(Tool::Wrk(wrk::start(
+                port,
+                args.connections,
+                args.interval_s,
+                script.as_deref(),
+                &dir,
+                &clock,
+            ))),
+            Protocol::Http2 => Some(Tool::H2load(h2load::start(
+                port,
+                args.connections,
+                args.streams,
+                args.interval_s,
+                true,
+                &dir,
+                &clock,
+            ))),
+            Protocol::Http1 => None,
+        };
+        std::thread::sleep(args.lead);
+        let old_launcher = sup.child_pid();
+        launchers.extend(old_launcher);
+        let old: Vec<u32> = match old_launcher {
+            Some(l) if server.seamless() => children(l),
+            Some(l) => vec![l],
+            None => Vec::new(),
+        };
+        let at = Instant::now();
+        sup.restart();
+        let mut restart = if args.trace {
+            trace(
+                &sup,
+                server,
+                old_launcher,
+                &program,
+                &old,
+                at,
+                cycle_began + cycle,
+            )
+        } else {
+            Restart::default()
+        };
+        restart.at_ms = clock.ms(at);
+        restarts.push(restart);
+        match tool {
+            Some(t) => slices.push(t.finish(&clock)),
+            None => {
+                std::thread::sleep((cycle_began + cycle).saturating_duration_since(Instant::now()))
+            }
+        }
+        eprint!(
+            "\r{} {}: restart {}/{} ",
+            server.name(),
+            protocol.name(),
+            i + 1,
+            args.restarts
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    load.stop.store(true, Ordering::SeqCst);
+    let samples: Vec<Sample> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
+    let end_ms = clock.now_ms();
+    eprintln!();
+
+    let mut known: HashSet<u32> = samples.iter().map(|s| s.pid).filter(|p| *p != 0).collect();
+    known.extend(launchers);
+    let supervisor = sup.describe();
+    sup.stop(&known.into_iter().collect::<Vec<_>>());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let load_desc = match protocol {
+        Protocol::Http1 if tools.wrk => format!(
+            "wrk -t1 -c{} once per restart, {} built-in keep-alive probes (1 ms apart)",
+            args.connections, args.probes
+        ),
+        Protocol::Http1 => format!("{} built-in keep-alive clients", args.connections),
+        Protocol::Http2 => format!(
+            "h2load -t1 -c{} -m{} once per restart, {} built-in HTTP/1.1 keep-alive probes (1 ms apart)",
+            args.connections, args.streams, args.probes
+        ),
+    };
+    let load_desc = format!(
+        "{load_desc}, {} new-connection, {} slow ({} ms) loops",
+        args.newconn, args.slow, args.slow_ms
+    );
+    Ok(measure::figures(
+        Labels {
+            server: server.name(),
+            protocol: protocol.name(),
+            supervisor,
+            load: load_desc,
+            launcher: launcher_mem,
+            daemon: daemon_mem,
+        },
+        Recorded {
+            samples,
+            slices,
+            restarts,
+            builtin_is_load,
+            end_ms,
+        },
+    ))
+}
+
+/// Watches `/proc` after a restart command until `until`: when the old
+/// launcher went, the supervisor's new child appeared, it ran the server's
+/// program, its daemon appeared, and the old generation exited. Polls
+/// every 250 µs until the new daemon is seen, every 2 ms after.
+#[allow(clippy::too_many_arguments)]
+fn trace(
+    sup: &Supervisor,
+    server: Server,
+    old_launcher: Option<u32>,
+    program: &Path,
+    old: &[u32],
+    at: Instant,
+    until: Instant,
+) -> Restart {
+    let ms = || at.elapsed().as_secs_f64() * 1000.0;
+    let mut r = Restart::default();
+    let mut child: Option<u32> = None;
+    let limit = until.min(at + Duration::from_secs(10));
+    while Instant::now() < limit {
+        if r.launcher_exit.is_none() && old_launcher.is_none_or(|l| !alive(l)) {
+            r.launcher_exit = Some(ms());
+        }
+        if child.is_none() {
+            child = sup.child_pid().filter(|p| Some(*p) != old_launcher);
+            if child.is_some() {
+                r.new_child = Some(ms());
+            }
+        }
+        if let (Some(c), None) = (child, r.exec) {
+            if exe(c).as_deref() == Some(program) {
+                r.exec = Some(ms());
+            }
+        }
+        if let (Some(c), Some(_), None) = (child, r.exec, r.daemon) {
+            if !server.seamless() {
+                r.daemon = r.exec;
+            } else if children(c)
+                .iter()
+                .any(|d| exe(*d).as_deref() == Some(program))
+            {
+                r.daemon = Some(ms());
+            }
+        }
+        if r.old_exit.is_none() && old.iter().all(|p| !alive(*p)) {
+            r.old_exit = Some(ms());
+        }
+        if r.daemon.is_some() && r.old_exit.is_some() {
+            break;
+        }
+        std::thread::sleep(if r.daemon.is_none() {
+            Duration::from_micros(250)
+        } else {
+            Duration::from_millis(2)
+        });
+    }
+    r
+}
+
+#[derive(Serialize)]
+pub struct Comparison {
+    pub protocol: &'static str,
+    pub tool: String,
+    pub seconds_per_round: u64,
+    /// The axum example under seamless (launcher and daemon), requests/s.
+    pub example_rps: Vec<f64>,
+    /// The same handler under plain `axum::serve`, requests/s.
+    pub plain_rps: Vec<f64>,
+    pub example_median: Option<f64>,
+    pub plain_median: Option<f64>,
+    /// example / plain: the median of the rounds' ratios.
+    pub ratio: Option<f64>,
+    pub failed: u64,
+}
+
+/// Steady throughput of the axum example (seamless on, no restarts) and of
+/// the same handler under plain `axum::serve`, in alternating rounds with
+/// the same load, one server at a time.
+pub fn compare(
+    args: &Args,
+    bins: &Binaries,
+    tools: Tools,
+    protocol: Protocol,
+) -> Result<Comparison, Skip> {
+    if protocol == Protocol::Http2 && !tools.h2load {
+        return Err("h2load is not installed".into());
+    }
+    let dir = temp_dir(&format!("compare-{}", protocol.name().replace('/', "")));
+    let tool = match protocol {
+        Protocol::Http1 if tools.wrk => format!("wrk -t1 -c{}", args.connections),
+        Protocol::Http1 => format!("{} built-in keep-alive clients", args.connections),
+        Protocol::Http2 => format!("h2load -t1 -c{} -m{}", args.connections, args.streams),
+    };
+    let mut c = Comparison {
+        protocol: protocol.name(),
+        tool,
+        seconds_per_round: args.compare_s,
+        example_rps: Vec::new(),
+        plain_rps: Vec::new(),
+        example_median: None,
+        plain_median: None,
+        ratio: None,
+        failed: 0,
+    };
+    for round in 0..args.compare_rounds {
+        for example in [true, false] {
+            let port = free_port();
+            let addr = format!("127.0.0.1:{port}");
+            let launch = if example {
+                Server::Axum.launch(bins, &addr, Some(&dir.join("axum.pid")))
+            } else {
+                Launch::plain_axum(&addr)
+            };
+            let _server = Group::spawn(&launch);
+            let began = Instant::now();
+            while get_pid(port).is_none() {
+                if began.elapsed() > Duration::from_secs(10) {
+                    return Err(format!("{} did not answer", launch.program.display()));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if protocol == Protocol::Http2 && !speaks_h2c(port) {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!(
+                    "the {} does not speak HTTP/2 with prior knowledge",
+                    if example {
+                        "axum example"
+                    } else {
+                        "comparison server"
+                    }
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            let clock = Clock::new();
+            let (answered, failed) = match protocol {
+                Protocol::Http1 if tools.wrk => {
+                    let s = wrk::start(port, args.connections, args.compare_s, None, &dir, &clock)
+                        .finish(&clock);
+                    (s.answered, s.failed())
+                }
+                Protocol::Http2 => {
+                    let s = h2load::start(
+                        port,
+                        args.connections,
+                        args.streams,
+                        args.compare_s,
+                        false,
+                        &dir,
+                        &clock,
+                    )
+                    .finish(&clock);
+                    (s.answered, s.failed())
+                }
+                Protocol::Http1 => builtin_keepalive(port, args.connections, args.compare_s),
+            };
+            c.failed += failed;
+            let rps = answered as f64 / args.compare_s as f64;
+            if example {
+                c.example_rps.push(rps);
+            } else {
+                c.plain_rps.push(rps);
+            }
+            eprint!(
+                "\rthroughput {} round {}/{} ",
+                protocol.name(),
+                round + 1,
+                args.compare_rounds
+            );
+        }
+    }
+    eprintln!();
+    let _ = std::fs::remove_dir_all(&dir);
+    c.example_median = measure::median(c.example_rps.clone());
+    c.plain_median = measure::median(c.plain_rps.clone());
+    // Rounds are pairs, one right after the other: the median of the
+    // pairs' ratios is steadier than the ratio of the medians when the
+    // machine's other load drifts.
+    c.ratio = measure::median(
+        c.example_rps
+            .iter()
+            .zip(&c.plain_rps)
+            .filter(|(_, p)| **p > 0.0)
+            .map(|(e, p)| e / p)
+            .collect(),
+    );
+    Ok(c)
+}
+
+/// (answered, failed) by `connections` built-in keep-alive clients in
+/// `seconds`.
+fn builtin_keepalive(port: u16, connections: usize, seconds: u64) -> (u64, u64) {
+    let load = Arc::new(Load {
+        port,
+        clock: Clock::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+    });
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let l = load.clone();
+            std::thread::spawn(move || l.keepalive(None))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    load.stop.store(true, Ordering::SeqCst);
+    let samples: Vec<Sample> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
+    let failed = samples.iter().filter(|s| s.failure().is_some()).count() as u64;
+    (samples.len() as u64 - failed, failed)
+}
+
+#[derive(Serialize)]
+pub struct Startup {
+    pub server: &'static str,
+    pub samples: usize,
+    /// Spawn to the first answer, seamless off (a plain process), ms.
+    pub off_ms_median: Option<f64>,
+    /// The same with the launcher split, ms.
+    pub on_ms_median: Option<f64>,
+}
+
+/// Median time from spawning `server` to its first answered request,
+/// seamless off and on.
+pub fn startup(bins: &Binaries, server: Server, samples: usize) -> Startup {
+    let dir = temp_dir("startup");
+    let mut medians = [None, None];
+    for (i, seamless) in [false, true].into_iter().enumerate() {
+        let mut times = Vec::new();
+        for n in 0..samples {
+            let port = free_port();
+            // A pid file of its own each time: a first start, not a restart.
+            let pid_file: Option<PathBuf> = seamless.then(|| dir.join(format!("{n}.pid")));
+            let launch = server.launch(bins, &format!("127.0.0.1:{port}"), pid_file.as_deref());
+            let began = Instant::now();
+            let _server = Group::spawn(&launch);
+            while began.elapsed() < Duration::from_secs(10) {
+                if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                    let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                    let mut buf = [0u8; 12];
+                    if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.1 200") {
+                        times.push(began.elapsed().as_secs_f64() * 1000.0);
+                        break;
+                    }
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
+        medians[i] = measure::median(times);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Startup {
+        server: server.name(),
+        samples,
+        off_ms_median: medians[0],
+        on_ms_median: medians[1],
+    }
+}

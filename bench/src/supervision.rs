@@ -1,0 +1,238 @@
+//! Running the server the way a supervisor does: daemontools' `supervise`
+//! when it is installed (restart = `svc -t`), else a minimal built-in
+//! respawn loop (restart = TERM to its child). Also the `/proc` readings
+//! the benchmark takes of the processes it started.
+
+use std::fmt::Write as _;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::servers::Launch;
+
+pub enum Supervisor {
+    Supervise {
+        service: PathBuf,
+        child: Child,
+    },
+    Builtin {
+        current: Arc<Mutex<Option<u32>>>,
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+}
+
+impl Supervisor {
+    /// Starts `launch` under a supervisor; its stderr goes to `dir/stderr`.
+    pub fn start(builtin: bool, launch: &Launch, dir: &Path) -> Supervisor {
+        let stderr = dir.join("stderr");
+        if !builtin && which("supervise") && which("svc") {
+            let service = dir.join("service");
+            std::fs::create_dir_all(&service).expect("service dir");
+            // The run script execs the server, as a service definition
+            // does; the shell sets the environment (no `env`: one exec less).
+            let mut run = String::from("#!/bin/sh\n");
+            for (k, v) in &launch.env {
+                writeln!(run, "export {k}='{v}'").unwrap();
+            }
+            write!(run, "exec '{}'", launch.program.display()).unwrap();
+            for a in &launch.args {
+                write!(run, " '{a}'").unwrap();
+            }
+            writeln!(run, " 2>>'{}'", stderr.display()).unwrap();
+            let path = service.join("run");
+            std::fs::write(&path, run).expect("run script");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .expect("chmod run");
+            let child = Command::new("supervise")
+                .arg(&service)
+                .stdin(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("supervise");
+            return Supervisor::Supervise { service, child };
+        }
+        let current = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (current, stop) = (current.clone(), stop.clone());
+            let launch = launch.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let log = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&stderr)
+                        .expect("stderr file");
+                    let mut child = launch
+                        .command()
+                        .stdin(Stdio::null())
+                        .stdout(Stdio::null())
+                        .stderr(log)
+                        .process_group(0)
+                        .spawn()
+                        .expect("server");
+                    *current.lock().unwrap() = Some(child.id());
+                    let _ = child.wait();
+                    *current.lock().unwrap() = None;
+                }
+            })
+        };
+        Supervisor::Builtin {
+            current,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Supervisor::Supervise { .. } => "daemontools supervise",
+            Supervisor::Builtin { .. } => "built-in respawn loop",
+        }
+    }
+
+    /// The supervisor's child: the launcher (or the plain server).
+    pub fn child_pid(&self) -> Option<u32> {
+        match self {
+            Supervisor::Supervise { child, .. } => children(child.id()).first().copied(),
+            Supervisor::Builtin { current, .. } => *current.lock().unwrap(),
+        }
+    }
+
+    /// Restarts the service, the supervisor's way.
+    pub fn restart(&self) {
+        match self {
+            Supervisor::Supervise { service, .. } => {
+                let _ = Command::new("svc").arg("-t").arg(service).status();
+            }
+            Supervisor::Builtin { .. } => {
+                if let Some(pid) = self.child_pid() {
+                    // SAFETY: kill(2) with a positive pid of our own child.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+
+    /// Stops the service and kills whatever is left of it, including the
+    /// `known` pids (detached generations) that are still alive.
+    pub fn stop(mut self, known: &[u32]) {
+        match &mut self {
+            Supervisor::Supervise { service, child } => {
+                let _ = Command::new("svc").arg("-dx").arg(&*service).status();
+                std::thread::sleep(Duration::from_millis(200));
+                // SAFETY: kill(2) on the process group we created.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                let _ = child.wait();
+            }
+            Supervisor::Builtin {
+                stop,
+                thread,
+                current,
+            } => {
+                stop.store(true, Ordering::SeqCst);
+                if let Some(pid) = *current.lock().unwrap() {
+                    // SAFETY: kill(2) on the process group we created.
+                    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+                }
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+            }
+        }
+        for &pid in known {
+            if alive(pid) {
+                // SAFETY: kill(2) with a positive pid that this run started.
+                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// A process started on its own, in its own process group, killed with the
+/// group when dropped.
+pub struct Group(pub Child);
+
+impl Group {
+    pub fn spawn(launch: &Launch) -> Group {
+        Group(
+            launch
+                .command()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("server"),
+        )
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group we created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+    }
+}
+
+pub fn which(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false)
+}
+
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// The program a process runs now.
+pub fn exe(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+/// (VmRSS, RssAnon) in KiB.
+pub fn memory(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A fresh temporary directory for one part of the run.
+pub fn temp_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("seamless-bench-{}-{what}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
