@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::runit::set_executable;
+use common::set_executable;
 use common::*;
 use nix::sys::signal::Signal;
 

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::runit::{self, set_executable, Runsv};
+use common::runit::{self, Runsv};
+use common::set_executable;
 use common::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_seamless-tool");

@@ -13,8 +13,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +72,8 @@ struct Supervised {
     kind: Kind,
     service: PathBuf,
     conf: PathBuf,
-    process: Child,
+    /// Killed with its group, every generation included, on drop.
+    _process: GroupGuard,
 }
 
 impl Supervised {
@@ -155,7 +156,7 @@ impl Supervised {
             kind,
             service,
             conf,
-            process,
+            _process: GroupGuard(process),
         }
     }
 
@@ -201,22 +202,6 @@ impl Supervised {
         };
         assert!(ready, "{:?} did not come up: {}", self.kind, sb.output());
     }
-}
-
-impl Drop for Supervised {
-    fn drop(&mut self) {
-        // The supervisor's process group holds it and every generation.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
-            Signal::SIGKILL,
-        );
-        let _ = self.process.wait();
-    }
-}
-
-fn set_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 fn alive_daemons(sb: &Sandbox) -> Vec<i32> {

@@ -6,35 +6,35 @@ use std::time::Duration;
 
 use crate::servers::{Protocol, Server};
 
-pub struct Args {
-    pub servers: Vec<Server>,
-    pub protocols: Vec<Protocol>,
-    pub restarts: usize,
+pub(crate) struct Args {
+    pub(crate) servers: Vec<Server>,
+    pub(crate) protocols: Vec<Protocol>,
+    pub(crate) restarts: usize,
     /// Length of one restart cycle in whole seconds (wrk's `-d` has no
     /// finer unit): each cycle is one run of the load tool with one
     /// restart inside it.
-    pub interval_s: u64,
+    pub(crate) interval_s: u64,
     /// How long after a cycle begins the restart is sent.
-    pub lead: Duration,
+    pub(crate) lead: Duration,
     /// Keep-alive connections of wrk, h2load or the built-in clients.
-    pub connections: usize,
+    pub(crate) connections: usize,
     /// Concurrent streams per h2load connection.
-    pub streams: usize,
+    pub(crate) streams: usize,
     /// Built-in keep-alive clients that run next to wrk or h2load; they
     /// read which generation answered and time each request.
-    pub probes: usize,
-    pub newconn: usize,
-    pub slow: usize,
-    pub slow_ms: u64,
-    pub builtin_supervisor: bool,
-    pub builtin_load: bool,
-    pub compare_rounds: usize,
-    pub compare_s: u64,
-    pub startup_samples: usize,
+    pub(crate) probes: usize,
+    pub(crate) newconn: usize,
+    pub(crate) slow: usize,
+    pub(crate) slow_ms: u64,
+    pub(crate) builtin_supervisor: bool,
+    pub(crate) builtin_load: bool,
+    pub(crate) compare_rounds: usize,
+    pub(crate) compare_s: u64,
+    pub(crate) startup_samples: usize,
     /// Watch `/proc` after each restart to time its steps.
-    pub trace: bool,
-    pub json: Option<PathBuf>,
-    pub svg: Option<PathBuf>,
+    pub(crate) trace: bool,
+    pub(crate) json: Option<PathBuf>,
+    pub(crate) svg: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
@@ -43,7 +43,7 @@ const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-nai
 [--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--no-trace] \
 [--json FILE] [--svg FILE]";
 
-pub fn parse() -> Args {
+pub(crate) fn parse() -> Args {
     let mut a = Args {
         servers: vec![Server::Axum],
         protocols: vec![Protocol::Http1, Protocol::Http2],

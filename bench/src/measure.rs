@@ -15,7 +15,7 @@ use crate::load::builtin::{Client, Outcome, Sample};
 use crate::load::Slice;
 
 /// How long after the new generation's first answer a window still runs.
-pub const WINDOW_TAIL_MS: f64 = 1000.0;
+pub(crate) const WINDOW_TAIL_MS: f64 = 1000.0;
 /// Cut from both ends of each run of a load tool: connecting, stopping.
 const TOOL_EDGE_MS: f64 = 100.0;
 const SLOT_MS: f64 = 10.0;
@@ -23,107 +23,107 @@ const SLOT_MS: f64 = 10.0;
 /// One restart: when it was commanded, and what `/proc` showed after it
 /// (milliseconds after the command).
 #[derive(Clone, Default)]
-pub struct Restart {
-    pub at_ms: f64,
+pub(crate) struct Restart {
+    pub(crate) at_ms: f64,
     /// The old launcher (the supervisor's child) is gone.
-    pub launcher_exit: Option<f64>,
+    pub(crate) launcher_exit: Option<f64>,
     /// The supervisor has a new child.
-    pub new_child: Option<f64>,
+    pub(crate) new_child: Option<f64>,
     /// The new child runs the server's program (after the run script).
-    pub exec: Option<f64>,
+    pub(crate) exec: Option<f64>,
     /// The new launcher's daemon runs the server's program.
-    pub daemon: Option<f64>,
+    pub(crate) daemon: Option<f64>,
     /// Every old generation has exited.
-    pub old_exit: Option<f64>,
+    pub(crate) old_exit: Option<f64>,
 }
 
 /// Everything one run recorded.
-pub struct Recorded {
-    pub samples: Vec<Sample>,
-    pub slices: Vec<Slice>,
-    pub restarts: Vec<Restart>,
+pub(crate) struct Recorded {
+    pub(crate) samples: Vec<Sample>,
+    pub(crate) slices: Vec<Slice>,
+    pub(crate) restarts: Vec<Restart>,
     /// The built-in keep-alive clients are the load (no wrk).
-    pub builtin_is_load: bool,
-    pub end_ms: f64,
+    pub(crate) builtin_is_load: bool,
+    pub(crate) end_ms: f64,
 }
 
 #[derive(Serialize, Clone, Copy, Default)]
-pub struct SteadyWindows<T> {
-    pub steady: T,
-    pub restart_windows: T,
+pub(crate) struct SteadyWindows<T> {
+    pub(crate) steady: T,
+    pub(crate) restart_windows: T,
 }
 
 #[derive(Serialize, Clone, Copy, Default)]
-pub struct Percentiles {
-    pub p50: Option<f64>,
-    pub p99: Option<f64>,
-    pub max: Option<f64>,
+pub(crate) struct Percentiles {
+    pub(crate) p50: Option<f64>,
+    pub(crate) p99: Option<f64>,
+    pub(crate) max: Option<f64>,
 }
 
 /// Medians over the restarts, in ms after the restart command.
 #[derive(Serialize, Clone, Copy, Default)]
-pub struct Phases {
-    pub launcher_exit: Option<f64>,
-    pub new_child: Option<f64>,
-    pub exec: Option<f64>,
-    pub daemon: Option<f64>,
-    pub first_answer: Option<f64>,
-    pub old_exit: Option<f64>,
+pub(crate) struct Phases {
+    pub(crate) launcher_exit: Option<f64>,
+    pub(crate) new_child: Option<f64>,
+    pub(crate) exec: Option<f64>,
+    pub(crate) daemon: Option<f64>,
+    pub(crate) first_answer: Option<f64>,
+    pub(crate) old_exit: Option<f64>,
 }
 
 #[derive(Serialize, Clone, Copy)]
-pub struct Memory {
-    pub vmrss_kib: u64,
-    pub rssanon_kib: u64,
+pub(crate) struct Memory {
+    pub(crate) vmrss_kib: u64,
+    pub(crate) rssanon_kib: u64,
 }
 
 /// Time series for the plot.
 #[derive(Default)]
-pub struct Series {
+pub(crate) struct Series {
     /// (s, answers/s of the load per 100 ms).
-    pub throughput: Vec<(f32, f32)>,
+    pub(crate) throughput: Vec<(f32, f32)>,
     /// (s, failures) per restart, placed at the restart.
-    pub failures: Vec<(f32, u64)>,
-    pub restarts_s: Vec<f32>,
+    pub(crate) failures: Vec<(f32, u64)>,
+    pub(crate) restarts_s: Vec<f32>,
 }
 
 #[derive(Serialize)]
-pub struct RunFigures {
-    pub server: &'static str,
-    pub protocol: &'static str,
-    pub supervisor: &'static str,
-    pub load: String,
-    pub restarts: usize,
+pub(crate) struct RunFigures {
+    pub(crate) server: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) supervisor: &'static str,
+    pub(crate) load: String,
+    pub(crate) restarts: usize,
     /// Every request any client made, failed ones included.
-    pub requests: u64,
-    pub failed: u64,
-    pub failures: BTreeMap<&'static str, u64>,
-    pub restarts_with_failure: usize,
-    pub throughput_rps: SteadyWindows<Option<f64>>,
-    pub throughput_source: &'static str,
-    pub latency_ms: SteadyWindows<Percentiles>,
-    pub latency_source: &'static str,
-    pub restart_ms_median: Phases,
-    pub launcher: Option<Memory>,
-    pub daemon: Option<Memory>,
+    pub(crate) requests: u64,
+    pub(crate) failed: u64,
+    pub(crate) failures: BTreeMap<&'static str, u64>,
+    pub(crate) restarts_with_failure: usize,
+    pub(crate) throughput_rps: SteadyWindows<Option<f64>>,
+    pub(crate) throughput_source: &'static str,
+    pub(crate) latency_ms: SteadyWindows<Percentiles>,
+    pub(crate) latency_source: &'static str,
+    pub(crate) restart_ms_median: Phases,
+    pub(crate) launcher: Option<Memory>,
+    pub(crate) daemon: Option<Memory>,
     /// Requests the load tool still had in flight when its duration ended
     /// (cut by the tool, not counted as failures).
-    pub unfinished_at_tool_end: u64,
+    pub(crate) unfinished_at_tool_end: u64,
     #[serde(skip)]
-    pub series: Series,
+    pub(crate) series: Series,
 }
 
 /// The fields of `RunFigures` that describe the run rather than measure it.
-pub struct Labels {
-    pub server: &'static str,
-    pub protocol: &'static str,
-    pub supervisor: &'static str,
-    pub load: String,
-    pub launcher: Option<(u64, u64)>,
-    pub daemon: Option<(u64, u64)>,
+pub(crate) struct Labels {
+    pub(crate) server: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) supervisor: &'static str,
+    pub(crate) load: String,
+    pub(crate) launcher: Option<(u64, u64)>,
+    pub(crate) daemon: Option<(u64, u64)>,
 }
 
-pub fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
+pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
     rec.samples
         .sort_by(|a, b| a.done_ms().total_cmp(&b.done_ms()));
     let first_answers = first_answers(&rec.samples, &rec.restarts);
@@ -357,7 +357,7 @@ fn first_answers(samples: &[Sample], restarts: &[Restart]) -> Vec<Option<f64>> {
         .collect()
 }
 
-pub fn median(mut v: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }

@@ -10,29 +10,29 @@ use crate::measure::{Percentiles, RunFigures};
 use crate::run::{Comparison, Startup};
 
 #[derive(Serialize)]
-pub struct Settings {
-    pub supervisor: &'static str,
-    pub restart_command: &'static str,
-    pub restarts: usize,
-    pub cycle_s: u64,
-    pub restart_after_ms: u64,
-    pub window: String,
+pub(crate) struct Settings {
+    pub(crate) supervisor: &'static str,
+    pub(crate) restart_command: &'static str,
+    pub(crate) restarts: usize,
+    pub(crate) cycle_s: u64,
+    pub(crate) restart_after_ms: u64,
+    pub(crate) window: String,
 }
 
 #[derive(Serialize)]
-pub struct Skipped {
-    pub server: &'static str,
-    pub protocol: &'static str,
-    pub reason: String,
+pub(crate) struct Skipped {
+    pub(crate) server: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) reason: String,
 }
 
 #[derive(Serialize)]
-pub struct Report {
-    pub settings: Settings,
-    pub runs: Vec<RunFigures>,
-    pub skipped: Vec<Skipped>,
-    pub throughput_against_plain_axum: Vec<Comparison>,
-    pub startup: Vec<Startup>,
+pub(crate) struct Report {
+    pub(crate) settings: Settings,
+    pub(crate) runs: Vec<RunFigures>,
+    pub(crate) skipped: Vec<Skipped>,
+    pub(crate) throughput_against_plain_axum: Vec<Comparison>,
+    pub(crate) startup: Vec<Startup>,
 }
 
 fn ms(v: Option<f64>) -> String {
@@ -65,7 +65,7 @@ fn p99(p: &Percentiles) -> String {
     ms2(p.p99)
 }
 
-pub fn text(r: &Report) -> String {
+pub(crate) fn text(r: &Report) -> String {
     let s = &r.settings;
     let mut out = String::new();
     let w = &mut out;
@@ -281,13 +281,13 @@ fn targets(w: &mut String, r: &Report) {
     }
 }
 
-pub fn json(r: &Report) -> String {
+pub(crate) fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).expect("serializable report") + "\n"
 }
 
 /// One panel per run: the load's answers/s per 100 ms (blue), restarts
 /// (grey), failures per restart (red, larger for more).
-pub fn plot(runs: &[RunFigures], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+pub(crate) fn plot(runs: &[RunFigures], path: &Path) -> Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     if runs.is_empty() {
         return Ok(());

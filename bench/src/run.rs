@@ -20,7 +20,7 @@ use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
 use crate::supervision::{alive, children, exe, free_port, memory, temp_dir, Group, Supervisor};
 
 /// Why a run was not made.
-pub type Skip = String;
+pub(crate) type Skip = String;
 
 enum Tool {
     Wrk(wrk::Running),
@@ -38,7 +38,7 @@ impl Tool {
 
 /// Runs `server` under a supervisor, restarts it `args.restarts` times
 /// under load, and measures.
-pub fn restarts(
+pub(crate) fn restarts(
     args: &Args,
     bins: &Binaries,
     tools: Tools,
@@ -299,25 +299,25 @@ fn trace(
 }
 
 #[derive(Serialize)]
-pub struct Comparison {
-    pub protocol: &'static str,
-    pub tool: String,
-    pub seconds_per_round: u64,
+pub(crate) struct Comparison {
+    pub(crate) protocol: &'static str,
+    pub(crate) tool: String,
+    pub(crate) seconds_per_round: u64,
     /// The axum example under seamless (launcher and daemon), requests/s.
-    pub example_rps: Vec<f64>,
+    pub(crate) example_rps: Vec<f64>,
     /// The same handler under plain `axum::serve`, requests/s.
-    pub plain_rps: Vec<f64>,
-    pub example_median: Option<f64>,
-    pub plain_median: Option<f64>,
+    pub(crate) plain_rps: Vec<f64>,
+    pub(crate) example_median: Option<f64>,
+    pub(crate) plain_median: Option<f64>,
     /// example / plain: the median of the rounds' ratios.
-    pub ratio: Option<f64>,
-    pub failed: u64,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) failed: u64,
 }
 
 /// Steady throughput of the axum example (seamless on, no restarts) and of
 /// the same handler under plain `axum::serve`, in alternating rounds with
 /// the same load, one server at a time.
-pub fn compare(
+pub(crate) fn compare(
     args: &Args,
     bins: &Binaries,
     tools: Tools,
@@ -452,18 +452,18 @@ fn builtin_keepalive(port: u16, connections: usize, seconds: u64) -> (u64, u64) 
 }
 
 #[derive(Serialize)]
-pub struct Startup {
-    pub server: &'static str,
-    pub samples: usize,
+pub(crate) struct Startup {
+    pub(crate) server: &'static str,
+    pub(crate) samples: usize,
     /// Spawn to the first answer, seamless off (a plain process), ms.
-    pub off_ms_median: Option<f64>,
+    pub(crate) off_ms_median: Option<f64>,
     /// The same with the launcher split, ms.
-    pub on_ms_median: Option<f64>,
+    pub(crate) on_ms_median: Option<f64>,
 }
 
 /// Median time from spawning `server` to its first answered request,
 /// seamless off and on.
-pub fn startup(bins: &Binaries, server: Server, samples: usize) -> Startup {
+pub(crate) fn startup(bins: &Binaries, server: Server, samples: usize) -> Startup {
     let dir = temp_dir("startup");
     let mut medians = [None, None];
     for (i, seamless) in [false, true].into_iter().enumerate() {

@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Server {
+pub(crate) enum Server {
     /// `examples/axum.rs`, run as `axum ADDR PIDFILE`.
     Axum,
     /// `testd`, the listener handed over.
@@ -33,7 +33,7 @@ pub enum Server {
 }
 
 impl Server {
-    pub fn parse(s: &str) -> Option<Server> {
+    pub(crate) fn parse(s: &str) -> Option<Server> {
         Some(match s {
             "axum" => Server::Axum,
             "testd" => Server::Testd,
@@ -44,7 +44,7 @@ impl Server {
         })
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Server::Axum => "axum example",
             Server::Testd => "testd",
@@ -54,18 +54,18 @@ impl Server {
         }
     }
 
-    pub fn speaks(self, protocol: Protocol) -> bool {
+    pub(crate) fn speaks(self, protocol: Protocol) -> bool {
         protocol == Protocol::Http1 || matches!(self, Server::Axum | Server::PlainAxum)
     }
 
     /// Whether a launcher stands between the supervisor and the server.
-    pub fn seamless(self) -> bool {
+    pub(crate) fn seamless(self) -> bool {
         !matches!(self, Server::TestdNaive | Server::PlainAxum)
     }
 
     /// The command line that runs this server on `addr`; `pid_file` None
     /// turns seamless off.
-    pub fn launch(self, bins: &Binaries, addr: &str, pid_file: Option<&Path>) -> Launch {
+    pub(crate) fn launch(self, bins: &Binaries, addr: &str, pid_file: Option<&Path>) -> Launch {
         let pid_file = pid_file
             .filter(|_| self.seamless())
             .map(|p| p.display().to_string())
@@ -96,7 +96,7 @@ impl Server {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Protocol {
+pub(crate) enum Protocol {
     /// HTTP/1.1 keep-alive.
     Http1,
     /// HTTP/2 cleartext with prior knowledge.
@@ -104,7 +104,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    pub fn parse(s: &str) -> Option<Protocol> {
+    pub(crate) fn parse(s: &str) -> Option<Protocol> {
         match s {
             "h1" | "http1" | "http/1.1" => Some(Protocol::Http1),
             "h2" | "h2c" | "http2" => Some(Protocol::Http2),
@@ -112,7 +112,7 @@ impl Protocol {
         }
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::Http2 => "HTTP/2",
@@ -122,14 +122,14 @@ impl Protocol {
 
 /// A program, its arguments and the environment it needs.
 #[derive(Clone)]
-pub struct Launch {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
+pub(crate) struct Launch {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Launch {
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
@@ -137,7 +137,7 @@ impl Launch {
     }
 
     /// The comparison server: this very program in its serving mode.
-    pub fn plain_axum(addr: &str) -> Launch {
+    pub(crate) fn plain_axum(addr: &str) -> Launch {
         Launch {
             program: std::env::current_exe().expect("current exe"),
             args: vec![PLAIN_AXUM.into(), addr.into()],
@@ -147,18 +147,18 @@ impl Launch {
 }
 
 /// The first argument that turns this program into the comparison server.
-pub const PLAIN_AXUM: &str = "serve-plain-axum";
+pub(crate) const PLAIN_AXUM: &str = "serve-plain-axum";
 
-pub struct Binaries {
-    pub axum: PathBuf,
-    pub testd: PathBuf,
+pub(crate) struct Binaries {
+    pub(crate) axum: PathBuf,
+    pub(crate) testd: PathBuf,
 }
 
 /// Builds the servers the benchmark runs. `testd` and the example belong
 /// to the root package and `cargo run` builds only the benchmark, so one
 /// cargo call (the `cargo` that runs us, with our profile) builds them; it
 /// is a no-op when they are up to date. They land next to this program.
-pub fn build() -> Binaries {
+pub(crate) fn build() -> Binaries {
     let me = std::env::current_exe().expect("current exe");
     let dir = me.parent().expect("exe dir").to_owned();
     let bins = Binaries {
@@ -200,7 +200,7 @@ pub fn build() -> Binaries {
 /// `axum::serve` on a multi-threaded runtime as `#[tokio::main]` builds
 /// it, without seamless; TERM begins axum's own graceful shutdown, as in
 /// most services.
-pub fn serve_plain_axum(addr: &str) -> std::io::Result<()> {
+pub(crate) fn serve_plain_axum(addr: &str) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,7 +227,7 @@ async fn hello(Query(params): Query<HashMap<String, String>>) -> String {
 
 /// Whether the server on `port` speaks HTTP/2 with prior knowledge: it
 /// answers the connection preface with a SETTINGS frame.
-pub fn speaks_h2c(port: u16) -> bool {
+pub(crate) fn speaks_h2c(port: u16) -> bool {
     let probe = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(2)))?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::servers::Launch;
 
-pub enum Supervisor {
+pub(crate) enum Supervisor {
     Supervise {
         service: PathBuf,
         child: Child,
@@ -27,7 +27,7 @@ pub enum Supervisor {
 
 impl Supervisor {
     /// Starts `launch` under a supervisor; its stderr goes to `dir/stderr`.
-    pub fn start(builtin: bool, launch: &Launch, dir: &Path) -> Supervisor {
+    pub(crate) fn start(builtin: bool, launch: &Launch, dir: &Path) -> Supervisor {
         let stderr = dir.join("stderr");
         if !builtin && which("supervise") && which("svc") {
             let service = dir.join("service");
@@ -88,7 +88,7 @@ impl Supervisor {
         }
     }
 
-    pub fn describe(&self) -> &'static str {
+    pub(crate) fn describe(&self) -> &'static str {
         match self {
             Supervisor::Supervise { .. } => "daemontools supervise",
             Supervisor::Builtin { .. } => "built-in respawn loop",
@@ -96,7 +96,7 @@ impl Supervisor {
     }
 
     /// The supervisor's child: the launcher (or the plain server).
-    pub fn child_pid(&self) -> Option<u32> {
+    pub(crate) fn child_pid(&self) -> Option<u32> {
         match self {
             Supervisor::Supervise { child, .. } => children(child.id()).first().copied(),
             Supervisor::Builtin { current, .. } => *current.lock().unwrap(),
@@ -104,7 +104,7 @@ impl Supervisor {
     }
 
     /// Restarts the service, the supervisor's way.
-    pub fn restart(&self) {
+    pub(crate) fn restart(&self) {
         match self {
             Supervisor::Supervise { service, .. } => {
                 let _ = Command::new("svc").arg("-t").arg(service).status();
@@ -120,7 +120,7 @@ impl Supervisor {
 
     /// Stops the service and kills whatever is left of it, including the
     /// `known` pids (detached generations) that are still alive.
-    pub fn stop(mut self, known: &[u32]) {
+    pub(crate) fn stop(mut self, known: &[u32]) {
         match &mut self {
             Supervisor::Supervise { service, child } => {
                 let _ = Command::new("svc").arg("-dx").arg(&*service).status();
@@ -155,10 +155,10 @@ impl Supervisor {
 
 /// A process started on its own, in its own process group, killed with the
 /// group when dropped.
-pub struct Group(pub Child);
+pub(crate) struct Group(pub Child);
 
 impl Group {
-    pub fn spawn(launch: &Launch) -> Group {
+    pub(crate) fn spawn(launch: &Launch) -> Group {
         Group(
             launch
                 .command()
@@ -180,13 +180,13 @@ impl Drop for Group {
     }
 }
 
-pub fn which(name: &str) -> bool {
+pub(crate) fn which(name: &str) -> bool {
     std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
         .unwrap_or(false)
 }
 
-pub fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
         .split_whitespace()
@@ -195,11 +195,11 @@ pub fn children(pid: u32) -> Vec<u32> {
 }
 
 /// The program a process runs now.
-pub fn exe(pid: u32) -> Option<PathBuf> {
+pub(crate) fn exe(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/exe")).ok()
 }
 
-pub fn alive(pid: u32) -> bool {
+pub(crate) fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -210,7 +210,7 @@ pub fn alive(pid: u32) -> bool {
 }
 
 /// (VmRSS, RssAnon) in KiB.
-pub fn memory(pid: u32) -> Option<(u64, u64)> {
+pub(crate) fn memory(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
         status
@@ -221,7 +221,7 @@ pub fn memory(pid: u32) -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind 127.0.0.1:0")
         .local_addr()
@@ -230,7 +230,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A fresh temporary directory for one part of the run.
-pub fn temp_dir(what: &str) -> PathBuf {
+pub(crate) fn temp_dir(what: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("seamless-bench-{}-{what}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");

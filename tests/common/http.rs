@@ -1,4 +1,5 @@
-//! A minimal HTTP/1.1 response reader, shared by the tests.
+//! A minimal HTTP/1.1 response reader, shared by the tests and the
+//! benchmark (which includes this file).
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
@@ -6,7 +7,8 @@ use std::net::TcpStream;
 /// What one response said.
 pub(crate) struct Response {
     pub(crate) status: u16,
-    /// From testd's `pid N` body; 0 when there is none.
+    /// From the body, `Server pid: N` (the examples) or `pid N` (testd);
+    /// 0 when there is none.
     pub(crate) pid: u32,
     /// `Connection: close`: the server closes after this response.
     pub(crate) close: bool,
@@ -42,7 +44,8 @@ pub(crate) fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Resul
     reader.read_exact(&mut body)?;
     let pid = String::from_utf8_lossy(&body)
         .trim()
-        .strip_prefix("pid ")
+        .rsplit(' ')
+        .next()
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     Ok(Response { status, pid, close })

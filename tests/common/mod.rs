@@ -338,3 +338,27 @@ pub(crate) fn exit_signal(status: ExitStatus) -> Option<i32> {
 pub(crate) fn path_exists(p: &Path) -> bool {
     p.symlink_metadata().is_ok()
 }
+
+/// A process started in a process group of its own (a supervisor, say):
+/// on drop, the whole group, every generation it started included, is
+/// SIGKILLed and the process reaped.
+pub(crate) struct GroupGuard(pub(crate) Child);
+
+impl GroupGuard {
+    pub(crate) fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(-(self.0.id() as i32)), Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+/// Makes a script executable.
+pub(crate) fn set_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

@@ -3,11 +3,9 @@
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use nix::sys::signal::Signal;
-
-use super::Sandbox;
+use super::{set_executable, GroupGuard, Sandbox};
 
 /// Whether runsv and sv are installed; in CI (`CI` set) their absence
 /// fails the test, elsewhere it is skipped with a message.
@@ -27,16 +25,11 @@ pub(crate) fn installed() -> bool {
     found
 }
 
-pub(crate) fn set_executable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
-
 /// runsv running `<sandbox>/service`, whose run script runs `program`
 /// with the sandbox's testd settings; killed with its process group (every
 /// generation included) on drop.
 pub(crate) struct Runsv {
-    process: Child,
+    _process: GroupGuard,
 }
 
 impl Runsv {
@@ -62,16 +55,8 @@ impl Runsv {
             .process_group(0)
             .spawn()
             .unwrap();
-        Runsv { process }
-    }
-}
-
-impl Drop for Runsv {
-    fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(-(self.process.id() as i32)),
-            Signal::SIGKILL,
-        );
-        let _ = self.process.wait();
+        Runsv {
+            _process: GroupGuard(process),
+        }
     }
 }

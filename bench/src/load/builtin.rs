@@ -5,7 +5,7 @@
 //! that answered (read from the body), so that failures, latencies and the
 //! new generation's first answer can be placed in time.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use super::Clock;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Ok,
     Refused,
     Reset,
@@ -27,7 +27,7 @@ pub enum Outcome {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
-pub enum Client {
+pub(crate) enum Client {
     KeepAlive,
     NewConnection,
     Slow,
@@ -35,21 +35,21 @@ pub enum Client {
 
 /// One request: 16 bytes, there are millions.
 #[derive(Clone, Copy)]
-pub struct Sample {
-    pub at_ms: f32,
-    pub latency_us: u32,
-    pub pid: u32,
-    pub outcome: Outcome,
-    pub client: Client,
+pub(crate) struct Sample {
+    pub(crate) at_ms: f32,
+    pub(crate) latency_us: u32,
+    pub(crate) pid: u32,
+    pub(crate) outcome: Outcome,
+    pub(crate) client: Client,
 }
 
 impl Sample {
-    pub fn done_ms(&self) -> f64 {
+    pub(crate) fn done_ms(&self) -> f64 {
         self.at_ms as f64 + self.latency_us as f64 / 1000.0
     }
 
     /// The failure kind, e.g. "keep-alive closed"; None for an answer.
-    pub fn failure(&self) -> Option<&'static str> {
+    pub(crate) fn failure(&self) -> Option<&'static str> {
         use Client::*;
         use Outcome::*;
         Some(match (self.client, self.outcome) {
@@ -82,15 +82,15 @@ fn classify(e: &std::io::Error) -> Outcome {
     }
 }
 
-pub struct Load {
-    pub port: u16,
-    pub clock: Clock,
-    pub stop: Arc<AtomicBool>,
+pub(crate) struct Load {
+    pub(crate) port: u16,
+    pub(crate) clock: Clock,
+    pub(crate) stop: Arc<AtomicBool>,
 }
 
 /// The pause of a keep-alive probe between two requests: probes time
 /// requests as a user would see them without adding to the load.
-pub const PROBE_PAUSE: Duration = Duration::from_millis(1);
+pub(crate) const PROBE_PAUSE: Duration = Duration::from_millis(1);
 
 impl Load {
     fn record(
@@ -123,7 +123,7 @@ impl Load {
     /// One keep-alive connection, reused until the server says
     /// `Connection: close`; a failure on it is a failure like any other.
     /// `pause` between requests (none when this client is the load).
-    pub fn keepalive(&self, pause: Option<Duration>) -> Vec<Sample> {
+    pub(crate) fn keepalive(&self, pause: Option<Duration>) -> Vec<Sample> {
         let mut out = Vec::new();
         let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
         while !self.stop.load(Ordering::Relaxed) {
@@ -170,7 +170,7 @@ impl Load {
     }
 
     /// A new connection per request (`Connection: close`).
-    pub fn oneshot(&self, path: &str, client: Client) -> Vec<Sample> {
+    pub(crate) fn oneshot(&self, path: &str, client: Client) -> Vec<Sample> {
         let mut out = Vec::new();
         let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
         while !self.stop.load(Ordering::Relaxed) {
@@ -193,56 +193,13 @@ impl Load {
     }
 }
 
-/// What one response said.
-pub struct Response {
-    pub status: u16,
-    /// From the body, `Server pid: N` (the examples) or `pid N` (testd);
-    /// 0 when there is none.
-    pub pid: u32,
-    /// `Connection: close`: the server closes after this response.
-    pub close: bool,
-}
-
-/// Reads one response from a (possibly keep-alive) connection.
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (mut length, mut close) = (0usize, false);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = line.trim_end().to_ascii_lowercase();
-        if h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        close |= h.starts_with("connection:") && h.contains("close");
-    }
-    let mut body = vec![0u8; length.min(4096)];
-    reader.read_exact(&mut body)?;
-    let body = String::from_utf8_lossy(&body);
-    let pid = body
-        .trim()
-        .rsplit(' ')
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    Ok(Response { status, pid, close })
-}
+// The HTTP/1.1 response reader the integration tests use.
+#[path = "../../../tests/common/http.rs"]
+mod http;
+pub(crate) use http::read_response;
 
 /// Sends one request on a new connection; the pid that answered it.
-pub fn get_pid(port: u16) -> Option<u32> {
+pub(crate) fn get_pid(port: u16) -> Option<u32> {
     let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     (&s).write_all(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use super::{number_after, Clock, Slice};
 
-pub struct Running {
+pub(crate) struct Running {
     /// One h2load per connection, with its log: h2load 1.52 neither counts
     /// nor replaces a connection the server closes without GOAWAY; with one
     /// connection per process its log shows when it stopped.
@@ -29,7 +29,7 @@ const LOST_AFTER_MS: f64 = 250.0;
 
 /// Starts `connections` times `h2load -t1 -c1 -mM -D S`; with `log`, keeps
 /// their per-request logs in `dir`.
-pub fn start(
+pub(crate) fn start(
     port: u16,
     connections: usize,
     streams: usize,
@@ -73,7 +73,7 @@ pub fn start(
 }
 
 impl Running {
-    pub fn finish(self, clock: &Clock) -> Slice {
+    pub(crate) fn finish(self, clock: &Clock) -> Slice {
         let end_ms = self.started_ms + self.seconds as f64 * 1000.0;
         let mut slice = Slice {
             started_ms: self.started_ms,

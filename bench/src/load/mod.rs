@@ -5,9 +5,9 @@
 //! start of the run, on one clock shared with the tools' wall-clock
 //! timestamps.
 
-pub mod builtin;
-pub mod h2load;
-pub mod wrk;
+pub(crate) mod builtin;
+pub(crate) mod h2load;
+pub(crate) mod wrk;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,13 +15,13 @@ use crate::supervision::which;
 
 /// The run's clock: a monotonic origin and the wall-clock time it stands for.
 #[derive(Clone, Copy)]
-pub struct Clock {
+pub(crate) struct Clock {
     start: Instant,
     epoch_us: u64,
 }
 
 impl Clock {
-    pub fn new() -> Clock {
+    pub(crate) fn new() -> Clock {
         Clock {
             start: Instant::now(),
             epoch_us: SystemTime::now()
@@ -31,29 +31,29 @@ impl Clock {
         }
     }
 
-    pub fn ms(&self, at: Instant) -> f64 {
+    pub(crate) fn ms(&self, at: Instant) -> f64 {
         at.saturating_duration_since(self.start).as_secs_f64() * 1000.0
     }
 
-    pub fn now_ms(&self) -> f64 {
+    pub(crate) fn now_ms(&self) -> f64 {
         self.ms(Instant::now())
     }
 
     /// A wall-clock time in microseconds since the epoch, on this clock.
-    pub fn at_epoch_us(&self, us: u64) -> f64 {
+    pub(crate) fn at_epoch_us(&self, us: u64) -> f64 {
         (us as f64 - self.epoch_us as f64) / 1000.0
     }
 }
 
 /// The independent tools found on this machine.
 #[derive(Clone, Copy)]
-pub struct Tools {
-    pub wrk: bool,
-    pub h2load: bool,
+pub(crate) struct Tools {
+    pub(crate) wrk: bool,
+    pub(crate) h2load: bool,
 }
 
 impl Tools {
-    pub fn detect(builtin_only: bool) -> Tools {
+    pub(crate) fn detect(builtin_only: bool) -> Tools {
         Tools {
             wrk: !builtin_only && which("wrk"),
             h2load: !builtin_only && which("h2load"),
@@ -62,33 +62,33 @@ impl Tools {
 }
 
 /// What one run of wrk or h2load saw.
-pub struct Slice {
+pub(crate) struct Slice {
     /// When the tool was started; it runs for `seconds`.
-    pub started_ms: f64,
-    pub seconds: u64,
+    pub(crate) started_ms: f64,
+    pub(crate) seconds: u64,
     /// Requests answered with 2xx or 3xx.
-    pub answered: u64,
+    pub(crate) answered: u64,
     /// Failed requests by kind (socket errors, non-2xx, failed streams).
-    pub failures: Vec<(&'static str, u64)>,
+    pub(crate) failures: Vec<(&'static str, u64)>,
     /// Answers per 10 ms of wall-clock time: (start of the 10 ms in ms,
     /// count), in time order; 10 ms without an answer are absent.
-    pub per_10ms: Vec<(f64, u32)>,
+    pub(crate) per_10ms: Vec<(f64, u32)>,
     /// (start of the request in ms, latency in µs), where the tool tells.
-    pub latencies: Vec<(f32, u32)>,
+    pub(crate) latencies: Vec<(f32, u32)>,
     /// Requests still in flight when the tool stopped (not failures: the
     /// tool cut them at the end of its duration).
-    pub unfinished: u64,
+    pub(crate) unfinished: u64,
 }
 
 impl Slice {
-    pub fn failed(&self) -> u64 {
+    pub(crate) fn failed(&self) -> u64 {
         self.failures.iter().map(|(_, n)| n).sum()
     }
 }
 
 /// The first number after `key` in `text` (`key` included), e.g.
 /// `number_after("connect 0, read 4", "read ")` is 4.
-pub fn number_after(text: &str, key: &str) -> Option<f64> {
+pub(crate) fn number_after(text: &str, key: &str) -> Option<f64> {
     let rest = &text[text.find(key)? + key.len()..];
     let rest = rest.trim_start();
     let end = rest

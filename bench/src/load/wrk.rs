@@ -40,13 +40,13 @@ end
 "#;
 
 /// Writes the counting script into `dir`.
-pub fn script(dir: &Path) -> PathBuf {
+pub(crate) fn script(dir: &Path) -> PathBuf {
     let path = dir.join("count.lua");
     std::fs::write(&path, SCRIPT).expect("write wrk script");
     path
 }
 
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     started_ms: f64,
     seconds: u64,
@@ -55,7 +55,7 @@ pub struct Running {
 
 /// Starts `wrk -t1 -cN -dSs`; with `script`, counts answers in time into
 /// `dir`.
-pub fn start(
+pub(crate) fn start(
     port: u16,
     connections: usize,
     seconds: u64,
@@ -91,7 +91,7 @@ pub fn start(
 }
 
 impl Running {
-    pub fn finish(self, clock: &Clock) -> Slice {
+    pub(crate) fn finish(self, clock: &Clock) -> Slice {
         let out = self.child.wait_with_output().expect("wrk output");
         let text = String::from_utf8_lossy(&out.stdout);
         let (answered, failures) = parse(&text).unwrap_or_else(|| {
