@@ -85,6 +85,15 @@ pub(crate) fn launcher_pid() -> Option<i32> {
     DAEMON.get()?.launcher_pid
 }
 
+/// When this process must be done with its shutdown: `shutdown_timeout`
+/// after stage 3 began, if both are known (for the drain in `serve`).
+#[cfg(feature = "hyper")]
+pub(crate) fn shutdown_deadline() -> Option<Instant> {
+    let daemon = DAEMON.get()?;
+    let began = daemon.lock().shutdown_at?;
+    Some(began + daemon.config.shutdown_timeout?)
+}
+
 fn install(daemon: Daemon) -> &'static Daemon {
     if DAEMON.set(daemon).is_err() {
         panic!(

@@ -83,17 +83,23 @@
 //!   launcher never sees the user's logger, so without one, warnings and
 //!   errors go to stderr.
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod builder;
 mod control;
 mod daemon;
 mod handlers;
 mod handover;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod launcher;
 pub mod net;
 mod notify;
 mod pidfile;
 mod procfs;
 mod report;
+#[cfg(feature = "hyper")]
+mod serve;
 mod shutdown;
 mod signals;
 
