@@ -55,9 +55,19 @@
 //! 3. **HTTP/2:** the two-step GOAWAY (hyper's graceful shutdown: the
 //!    highest stream id and a PING, then the last stream processed).
 //!    Streams in flight finish; new ones go to a new connection.
-//! 4. **Upgraded connections** (WebSocket): see [`Upgrades`].
-//! 5. **Bounded:** at the deadline (see [`drain_timeout`](Serve::drain_timeout))
+//! 4. **Closing in two steps:** `shutdown(SHUT_WR)` after the last answer,
+//!    then reading (and discarding) until the client closes, 2 s at most.
+//!    Closing a socket that still holds unread bytes (a request sent after
+//!    our last answer, an HTTP/2 acknowledgement) makes the kernel send a
+//!    reset, which destroys the last answer before the client reads it.
+//! 5. **Upgraded connections** (WebSocket): see [`Upgrades`].
+//! 6. **Bounded:** at the deadline (see [`drain_timeout`](Serve::drain_timeout))
 //!    the connections left are closed and `serve` returns.
+//!
+//! Measured with the axum example under daemontools, 20 restarts under
+//! wrk (4 keep-alive connections) and h2load (4 HTTP/2 connections) on a
+//! 2-core machine: `axum::serve` with its graceful shutdown failed 80 wrk
+//! requests and 28 h2load streams, this drain none.
 
 use std::error::Error as StdError;
 use std::future::{Future, IntoFuture};

@@ -54,6 +54,16 @@
 //! | the daemon exits | the launcher exits the same way | — |
 //! | the launcher dies | — | graceful stop |
 //!
+//! # Features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `hyper` | `hyper::serve`: any hyper service, HTTP/1.1 and HTTP/2 on one port, shut down by [`shutdown()`] with a drain that fails no request on a keep-alive connection |
+//! | `axum` | `axum::serve`: the same for an axum app, read like `axum::serve` |
+//!
+//! Both are off by default; without them the crate depends on neither
+//! tokio nor hyper.
+//!
 //! # Platforms
 //!
 //! | platform | status |
