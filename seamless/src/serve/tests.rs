@@ -242,7 +242,7 @@ async fn an_idle_connection_closes_after_the_linger_not_before() {
     // server's lingering close then ends at once.
     drop((conn, silent));
     server.finished().await;
-    assert!(began.elapsed() < linger * 2 + Duration::from_secs(1));
+    assert!(began.elapsed() < linger * 2 + Duration::from_secs(5));
 }
 
 #[tokio::test]
