@@ -65,9 +65,9 @@
 //!    the connections left are closed and `serve` returns.
 //!
 //! Measured with the axum example under daemontools, 20 restarts under
-//! wrk (4 keep-alive connections) and h2load (4 HTTP/2 connections) on a
-//! 2-core machine: `axum::serve` with its graceful shutdown failed 80 wrk
-//! requests and 28 h2load streams, this drain none.
+//! wrk (4 keep-alive connections) on a 2-core machine: `axum::serve` with
+//! its graceful shutdown failed 81 wrk requests (one per connection per
+//! restart), this drain none.
 
 use std::error::Error as StdError;
 use std::future::{Future, IntoFuture};

@@ -54,15 +54,15 @@ use track::{Shared, TrackedIo};
 /// How long a connection may stay idle once the shutdown began, by default.
 ///
 /// Chosen by measurement: the axum example under daemontools, 20 restarts
-/// under wrk (4 keep-alive connections) and h2load (4 HTTP/2 connections)
-/// on a loaded 2-core machine. With no linger, 12 wrk requests and 8 h2load
-/// streams failed; with 10 ms, 36 h2load streams (a connection accepted
-/// just before the shutdown whose client had not yet sent its preface);
-/// with 100 ms and with 1 s, none. A busy client sends its next request
-/// within microseconds of an answer; what the linger must cover is a
-/// client or server stalled by the scheduler. One second is ten times the
-/// smallest linger that sufficed, costs an idle client nothing (it would
-/// be closed anyway) and keeps the old generation's exit prompt.
+/// 3 s apart under wrk (4 keep-alive connections), h2load and loops of
+/// new-connection requests on a loaded 2-core machine. With no linger, 12
+/// wrk requests failed; with 10 ms, an HTTP/2 connection accepted just
+/// before the shutdown was closed before its client's first bytes
+/// arrived; with 100 ms and with 1 s, nothing failed. A busy client sends
+/// its next request within microseconds of an answer; what the linger must
+/// cover is a client or server stalled by the scheduler. One second is ten
+/// times the smallest linger that sufficed, costs an idle client nothing
+/// (it would be closed anyway) and keeps the old generation's exit prompt.
 pub const DEFAULT_IDLE_LINGER: Duration = Duration::from_secs(1);
 
 /// How long the drain may take when neither
