@@ -123,8 +123,8 @@ fn request_loop(port: u16, path: &'static str, stop: Arc<AtomicBool>, tally: Arc
 struct H2Tally {
     ok: AtomicUsize,
     /// Requests the client could not send because the connection had
-    /// received a GOAWAY (or refused by it): retried on a new connection,
-    /// as RFC 9113 (6.8) allows, not failures.
+    /// received a GOAWAY, or that the server refused (see [`refused`]):
+    /// retried on a new connection, as RFC 9113 (6.8) allows, not failures.
     retried: AtomicUsize,
     errors: Mutex<Vec<String>>,
 }
@@ -223,13 +223,19 @@ async fn h2_connection_loop(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally
     }
 }
 
-/// A stream the server refused (by its number in the final GOAWAY, or with
-/// `REFUSED_STREAM`): not processed, safe to retry (RFC 9113, 8.7).
+/// A request the server did not process, which a client may retry (RFC
+/// 9113, 6.8 and 8.7): a stream reset with `REFUSED_STREAM`, or one that h2
+/// failed with the server's GOAWAY itself. h2 gives that error to the
+/// streams numbered above the GOAWAY's last stream, and to requests made
+/// after a GOAWAY arrived (never sent); a stream the server accepted and
+/// left unanswered when the connection closed fails with a broken pipe
+/// instead, a failure.
 fn refused(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+                || (h2.is_go_away() && h2.is_remote());
         }
         source = err.source();
     }
