@@ -1,6 +1,9 @@
 //! tokio and axum: the listener comes from `seamless::net::tcp` (handed
 //! over by the previous generation when there is one), and
-//! `seamless::shutdown()` is the future axum's graceful shutdown waits on.
+//! `seamless::axum::serve` serves the app, HTTP/1.1 and HTTP/2 (cleartext,
+//! prior knowledge) on the same port, until `seamless::shutdown()` fires;
+//! then it drains without failing a request, keep-alive connections
+//! included.
 //!
 //! `#[seamless::daemon]` stands above `#[tokio::main]`: the launcher split
 //! runs before the runtime is built, so the launcher never starts tokio.
@@ -8,6 +11,7 @@
 //! ```text
 //! cargo run --example axum -- 127.0.0.1:8080 /tmp/axum.pid
 //! curl 'http://127.0.0.1:8080/?delay=2000'
+//! curl --http2-prior-knowledge 'http://127.0.0.1:8080/'
 //! ```
 
 use std::collections::HashMap;
@@ -39,7 +43,5 @@ async fn main() -> std::io::Result<()> {
     seamless::started();
 
     let app = Router::new().route("/", get(hello));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(seamless::shutdown())
-        .await
+    seamless::axum::serve(listener, app).await
 }

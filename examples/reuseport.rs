@@ -46,7 +46,7 @@ fn main() -> std::io::Result<()> {
     // The socket is bound: the previous generation may go.
     seamless::started();
 
-    support::serve_until_shutdown(&listener, || {
+    support::serve_until_shutdown(listener, |listener| {
         let (stream, _) = listener.accept()?;
         stream.set_nonblocking(false)?;
         Ok(stream)

@@ -31,31 +31,47 @@ pub(crate) fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
     )
 }
 
-/// Accepts with `accept` on the non-blocking `listener` until the shutdown
-/// begins, answering each connection on its own thread, then waits for the
+/// Accepts with `accept` from the non-blocking `listener` until the
+/// shutdown begins, answering each connection on its own thread; then takes
+/// what is already queued, closes the listener at once, and waits for the
 /// answers in flight.
-pub(crate) fn serve_until_shutdown<L, S, F>(listener: &L, mut accept: F) -> std::io::Result<()>
+///
+/// Closing the listener the moment the shutdown begins matters: a listener
+/// left open while slow requests finish goes on queueing connections that
+/// nobody accepts, and the kernel resets them when the process exits. A
+/// handed-over socket lives on in the next generation, which accepts from
+/// the same queue; a socket of our own (`SO_REUSEPORT`) has a queue of its
+/// own, emptied just before it closes.
+pub(crate) fn serve_until_shutdown<L, S, F>(listener: L, mut accept: F) -> std::io::Result<()>
 where
     L: std::os::fd::AsFd,
     S: Read + Write + Send + 'static,
-    F: FnMut() -> std::io::Result<S>,
+    F: FnMut(&L) -> std::io::Result<S>,
 {
     let shutdown = seamless::shutdown();
     let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    let spawn = |stream: S| {
+        std::thread::spawn(move || {
+            let _ = answer(stream);
+        })
+    };
     while !shutdown.is_triggered() {
-        if !seamless::net::readable(listener, Duration::from_millis(50))? {
+        if !seamless::net::readable(&listener, Duration::from_millis(50))? {
             continue;
         }
-        match accept() {
-            Ok(stream) => workers.push(std::thread::spawn(move || {
-                let _ = answer(stream);
-            })),
+        match accept(&listener) {
+            Ok(stream) => workers.push(spawn(stream)),
             // Another generation may have taken the connection.
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
         workers.retain(|w| !w.is_finished());
     }
+    // What is queued already was meant for us: serve it, then close.
+    while let Ok(stream) = accept(&listener) {
+        workers.push(spawn(stream));
+    }
+    drop(listener);
     for w in workers {
         let _ = w.join();
     }

@@ -54,6 +54,16 @@
 //! | the daemon exits | the launcher exits the same way | — |
 //! | the launcher dies | — | graceful stop |
 //!
+//! # Features
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `hyper` | `hyper::serve`: any hyper service, HTTP/1.1 and HTTP/2 on one port, shut down by [`shutdown()`] with a drain that fails no request on a keep-alive connection |
+//! | `axum` | `axum::serve`: the same for an axum app, read like `axum::serve` |
+//!
+//! Both are off by default; without them the crate depends on neither
+//! tokio nor hyper.
+//!
 //! # Platforms
 //!
 //! | platform | status |
@@ -86,6 +96,8 @@
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
 pub mod admin; // the generations seen from outside (the `seamless` tool)
+#[cfg(feature = "axum")]
+pub mod axum; // seamless::axum::serve
 mod builder; // the launcher split: Builder, try_start, start
 mod config; // settings
 mod control; // the launcher–daemon contract
@@ -93,6 +105,8 @@ mod daemon; // the daemon's stages and Session
 mod error; // the start-up error
 mod handlers; // handler registry
 mod handover; // the endpoint of a generation, and its client
+#[cfg(feature = "hyper")]
+pub mod hyper; // seamless::hyper::serve
 mod launcher; // the launcher process
 pub mod net; // named sockets and their registry
 mod notify; // sd_notify
@@ -100,6 +114,8 @@ mod pidfile; // the pid file handshake
 mod procfs; // process identity
 mod progname; // the daemon's kernel name, its launcher's
 mod report; // log facade
+#[cfg(feature = "hyper")]
+mod serve; // the polite drain behind hyper and axum
 mod shutdown; // the Shutdown latch
 mod signals; // signal pipe
 pub mod state; // state handed to the next generation

@@ -1,0 +1,159 @@
+//! The service wrapper: counts each request from its call to the end of its
+//! response body, and marks HTTP/1 responses given during the drain with
+//! `Connection: close`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use ::hyper::body::{Body, Frame, Incoming, SizeHint};
+use ::hyper::header::{HeaderValue, CONNECTION};
+use ::hyper::{Method, Request, Response, StatusCode, Version};
+use pin_project_lite::pin_project;
+
+use super::track::{Shared, Track};
+
+/// The user's service, seen through the drain.
+pub(crate) struct DrainService<S> {
+    inner: S,
+    track: Arc<Track>,
+    shared: Arc<Shared>,
+}
+
+impl<S> DrainService<S> {
+    pub(crate) fn new(inner: S, track: Arc<Track>, shared: Arc<Shared>) -> DrainService<S> {
+        DrainService {
+            inner,
+            track,
+            shared,
+        }
+    }
+}
+
+/// A request in flight; dropping it ends the request for the drain.
+struct InFlight(Arc<Track>);
+
+impl InFlight {
+    fn new(track: &Arc<Track>) -> InFlight {
+        track.request_began();
+        InFlight(track.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+impl<S, B> ::hyper::service::Service<Request<Incoming>> for DrainService<S>
+where
+    S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>>,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = DrainFuture<S::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let http1 = request.version() < Version::HTTP_2;
+        if !http1 {
+            self.track.mark_h2();
+        }
+        // A tunnel's answer must not be turned into a close.
+        let may_close = http1 && request.method() != Method::CONNECT;
+        let in_flight = InFlight::new(&self.track);
+        DrainFuture {
+            inner: self.inner.call(request),
+            in_flight: Some(in_flight),
+            may_close,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`DrainService`] call.
+    pub(crate) struct DrainFuture<F> {
+        #[pin]
+        inner: F,
+        in_flight: Option<InFlight>,
+        may_close: bool,
+        shared: Arc<Shared>,
+    }
+}
+
+impl<F, B, E> Future for DrainFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = match this.inner.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(e)) => {
+                this.in_flight.take();
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(Ok(response)) => response,
+        };
+        let in_flight = this.in_flight.take();
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(InFlight(track)) = &in_flight {
+                track.mark_upgraded();
+            }
+        } else if *this.may_close && this.shared.is_draining() {
+            // Rule 2: hyper closes the connection once this is written,
+            // and the client knows not to send on it again.
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, in_flight })))
+    }
+}
+
+pin_project! {
+    /// A response body that keeps its request in flight, for the drain,
+    /// until it is finished or dropped.
+    pub(crate) struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: std::fmt::Debug> std::fmt::Debug for TrackedBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrackedBody")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Body> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = this.inner.poll_frame(cx);
+        if let Poll::Ready(None | Some(Err(_))) = frame {
+            this.in_flight.take();
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
