@@ -786,7 +786,6 @@ fn restart_under_load() {
 /// The axum example under the same restarts: its drain must answer every
 /// request, keep-alive ones included.
 #[test]
-#[ignore = "fails until examples/axum.rs closes keep-alive connections politely on shutdown"]
 fn axum_restart_under_load() {
     // Examples are built next to the test binaries: target/debug/examples.
     let example = std::env::current_exe()
