@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_until, TESTD};
+use common::{free_port, wait_for_event, wait_until, TESTD};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -412,16 +412,7 @@ impl<'c> Unit<'c> {
 
     /// Waits for an event from a process not in `except`; returns its pid.
     fn wait_event(&self, what: &str, except: &[i32]) -> i32 {
-        let mut found = None;
-        wait_until(T, || {
-            found = self
-                .events()
-                .into_iter()
-                .find(|(w, p)| w == what && !except.contains(p))
-                .map(|(_, p)| p);
-            found.is_some()
-        });
-        found.unwrap_or_else(|| {
+        wait_for_event(T, what, except, || self.events()).unwrap_or_else(|| {
             panic!(
                 "no {what:?} event from {} within {T:?}; events: {:?}\njournal:\n{}",
                 self.name,

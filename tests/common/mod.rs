@@ -152,16 +152,7 @@ impl Sandbox {
 
     /// Waits for an event from a process other than `except`, returns its pid.
     pub(crate) fn wait_event(&self, what: &str, except: &[i32], timeout: Duration) -> i32 {
-        let mut found = None;
-        wait_until(timeout, || {
-            found = self
-                .events()
-                .into_iter()
-                .find(|(w, p)| w == what && !except.contains(p))
-                .map(|(_, p)| p);
-            found.is_some()
-        });
-        found.unwrap_or_else(|| {
+        wait_for_event(timeout, what, except, || self.events()).unwrap_or_else(|| {
             panic!(
                 "no {what:?} event within {timeout:?}; events: {:?}; output: {}",
                 self.events(),
@@ -355,6 +346,25 @@ impl Drop for GroupGuard {
         let _ = kill(Pid::from_raw(-(self.0.id() as i32)), Signal::SIGKILL);
         let _ = self.0.wait();
     }
+}
+
+/// Waits up to `timeout` for an event `what` from a process not in
+/// `except`, in the events `events` reads; returns its pid.
+pub(crate) fn wait_for_event(
+    timeout: Duration,
+    what: &str,
+    except: &[i32],
+    events: impl Fn() -> Vec<(String, i32)>,
+) -> Option<i32> {
+    let mut found = None;
+    wait_until(timeout, || {
+        found = events()
+            .into_iter()
+            .find(|(w, p)| w == what && !except.contains(p))
+            .map(|(_, p)| p);
+        found.is_some()
+    });
+    found
 }
 
 /// Makes a script executable.
