@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{free_port, wait_for_event, wait_until, TESTD};
+use common::{first_pid, free_port, wait_for_event, wait_until, TESTD};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -442,13 +442,7 @@ impl<'c> Unit<'c> {
     }
 
     fn pid_in_file(&self) -> Option<i32> {
-        std::fs::read_to_string(self.c.path(&format!("/run/{}/testd.pid", self.name)))
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        first_pid(&self.c.path(&format!("/run/{}/testd.pid", self.name)))
     }
 
     /// How many processes the unit's control group holds (0 when it is

@@ -182,13 +182,7 @@ impl Sandbox {
 
     /// The first line of the pid file, parsed.
     pub(crate) fn pid_in_file(&self) -> Option<i32> {
-        std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .lines()
-            .next()?
-            .trim()
-            .parse()
-            .ok()
+        first_pid(&self.pid_file())
     }
 
     /// Waits until the pid file's first line names `pid` (or the file is
@@ -365,6 +359,17 @@ pub(crate) fn wait_for_event(
         found.is_some()
     });
     found
+}
+
+/// The pid on the first line of the pid file at `path`, if any.
+pub(crate) fn first_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Makes a script executable.
