@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
-use std::os::unix::process::CommandExt;
 
 const T: Duration = Duration::from_secs(20);
 
@@ -143,20 +142,13 @@ impl Supervised {
                 c
             }
         };
-        let log = std::fs::File::create(sb.dir.join("output-supervisor")).unwrap();
-        let process = command
-            .current_dir(&sb.dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        command.current_dir(&sb.dir);
+        let process = GroupGuard::spawn(&mut command, &sb.dir.join("output-supervisor"));
         Supervised {
             kind,
             service,
             conf,
-            _process: GroupGuard(process),
+            _process: process,
         }
     }
 

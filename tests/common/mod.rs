@@ -330,6 +330,20 @@ pub(crate) fn path_exists(p: &Path) -> bool {
 pub(crate) struct GroupGuard(pub(crate) Child);
 
 impl GroupGuard {
+    /// Starts `command` in a process group of its own, no standard input,
+    /// its output to the file `log`.
+    pub(crate) fn spawn(command: &mut Command, log: &Path) -> GroupGuard {
+        let log = std::fs::File::create(log).unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        GroupGuard(child)
+    }
+
     pub(crate) fn id(&self) -> u32 {
         self.0.id()
     }

@@ -1,9 +1,8 @@
 //! runit's `runsv` supervising one testd service in a sandbox, for the
 //! tests of the `seamless` tool and of the fleet playbook.
 
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use super::{set_executable, GroupGuard, Sandbox};
 
@@ -46,17 +45,10 @@ impl Runsv {
         );
         std::fs::write(service.join("run"), run).unwrap();
         set_executable(&service.join("run"));
-        let log = std::fs::File::create(sb.dir.join("output-runsv")).unwrap();
-        let process = Command::new("runsv")
-            .arg(&service)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
+        let mut runsv = Command::new("runsv");
+        runsv.arg(&service);
         Runsv {
-            _process: GroupGuard(process),
+            _process: GroupGuard::spawn(&mut runsv, &sb.dir.join("output-runsv")),
         }
     }
 }
