@@ -20,6 +20,8 @@
 //! (`CI` set); elsewhere the test says it skipped and passes.
 
 mod common;
+#[path = "common/h2.rs"]
+mod h2_retry;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -123,7 +125,7 @@ fn request_loop(port: u16, path: &'static str, stop: Arc<AtomicBool>, tally: Arc
 struct H2Tally {
     ok: AtomicUsize,
     /// Requests the client could not send because the connection had
-    /// received a GOAWAY, or that the server refused (see [`refused`]):
+    /// received a GOAWAY, or that the server refused (see `h2_retry::unprocessed`):
     /// retried on a new connection, as RFC 9113 (6.8) allows, not failures.
     retried: AtomicUsize,
     errors: Mutex<Vec<String>>,
@@ -203,7 +205,7 @@ async fn h2_connection_loop(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally
                                     }
                                 }
                             }
-                            Err(e) if e.message().is_some() || refused(e.error()) => {
+                            Err(e) if e.message().is_some() || h2_retry::unprocessed(e.error()) => {
                                 tally.retried.fetch_add(1, Ordering::SeqCst);
                                 return;
                             }
@@ -221,25 +223,6 @@ async fn h2_connection_loop(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally
             s.await.unwrap();
         }
     }
-}
-
-/// A request the server did not process, which a client may retry (RFC
-/// 9113, 6.8 and 8.7): a stream reset with `REFUSED_STREAM`, or one that h2
-/// failed with the server's GOAWAY itself. h2 gives that error to the
-/// streams numbered above the GOAWAY's last stream, and to requests made
-/// after a GOAWAY arrived (never sent); a stream the server accepted and
-/// left unanswered when the connection closed fails with a broken pipe
-/// instead, a failure.
-fn refused(e: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(h2) = err.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM)
-                || (h2.is_go_away() && h2.is_remote());
-        }
-        source = err.source();
-    }
-    false
 }
 
 /// wrk's report: requests, and every error it counted (socket errors,

@@ -38,7 +38,7 @@ pub(crate) struct Args {
 }
 
 const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
-[--protocols h1,h2] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
+[--protocols h1,h2,h2-hyper] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
 [--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
 [--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--no-trace] \
 [--json FILE] [--svg FILE]";
@@ -46,7 +46,7 @@ const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-nai
 pub(crate) fn parse() -> Args {
     let mut a = Args {
         servers: vec![Server::Axum],
-        protocols: vec![Protocol::Http1, Protocol::Http2],
+        protocols: vec![Protocol::Http1, Protocol::Http2, Protocol::Http2Hyper],
         restarts: 20,
         // daemontools' supervise naps one second after each start and
         // reads no command meanwhile: cycles shorter than that would

@@ -195,11 +195,7 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
             active.push((a.done_ms() + TOOL_EDGE_MS, b.done_ms() - TOOL_EDGE_MS));
         }
     } else {
-        throughput_source = if rec.slices.iter().any(|s| !s.latencies.is_empty()) {
-            "h2load"
-        } else {
-            "wrk"
-        };
+        throughput_source = rec.slices.first().map_or("-", |s| s.source);
         for slice in &rec.slices {
             for (start, n) in &slice.per_10ms {
                 *grid
@@ -236,7 +232,11 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
     let (mut lat_steady, mut lat_window) = (Vec::new(), Vec::new());
     let latency_source;
     if rec.slices.iter().any(|s| !s.latencies.is_empty()) {
-        latency_source = "h2load's per-request log";
+        latency_source = match rec.slices.first().map(|s| s.source) {
+            Some("h2load") => "h2load's per-request log",
+            Some(other) => other,
+            None => "-",
+        };
         for (at, us) in rec.slices.iter().flat_map(|s| &s.latencies) {
             if in_window(*at as f64) {
                 lat_window.push(*us);

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::cli::Args;
 use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
-use crate::load::{h2load, wrk, Clock, Slice, Tools};
+use crate::load::{h2load, hyper_h2, wrk, Clock, Slice, Tools};
 use crate::measure::{self, Labels, Recorded, Restart, RunFigures};
 use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
 use crate::supervision::{alive, children, exe, free_port, memory, temp_dir, Group, Supervisor};
@@ -25,6 +25,7 @@ pub(crate) type Skip = String;
 enum Tool {
     Wrk(wrk::Running),
     H2load(h2load::Running),
+    Hyper(hyper_h2::Running),
 }
 
 impl Tool {
@@ -32,6 +33,7 @@ impl Tool {
         match self {
             Tool::Wrk(t) => t.finish(clock),
             Tool::H2load(t) => t.finish(clock),
+            Tool::Hyper(t) => t.finish(clock),
         }
     }
 }
@@ -76,7 +78,7 @@ pub(crate) fn restarts(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    if protocol == Protocol::Http2 && !speaks_h2c(port) {
+    if protocol.is_h2() && !speaks_h2c(port) {
         sup.stop(&[first_pid]);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(format!(
@@ -150,6 +152,13 @@ pub(crate) fn restarts(
                 &dir,
                 &clock,
             ))),
+            Protocol::Http2Hyper => Some(Tool::Hyper(hyper_h2::start(
+                port,
+                args.connections,
+                args.streams,
+                args.interval_s,
+                &clock,
+            ))),
             Protocol::Http1 => None,
         };
         std::thread::sleep(args.lead);
@@ -215,6 +224,13 @@ pub(crate) fn restarts(
         Protocol::Http2 => format!(
             "h2load -t1 -c{} -m{} once per restart, {} built-in HTTP/1.1 keep-alive probes (1 ms apart)",
             args.connections, args.streams, args.probes
+        ),
+        Protocol::Http2Hyper => format!(
+            "hyper's HTTP/2 client, {} connections of {} streams, once per restart ({} requests sent again as unprocessed after a GOAWAY, as RFC 9113 provides; not failures), {} built-in HTTP/1.1 keep-alive probes (1 ms apart)",
+            args.connections,
+            args.streams,
+            slices.iter().map(|s| s.resent).sum::<u64>(),
+            args.probes
         ),
     };
     let load_desc = format!(
@@ -311,7 +327,29 @@ pub(crate) struct Comparison {
     pub(crate) plain_median: Option<f64>,
     /// example / plain: the median of the rounds' ratios.
     pub(crate) ratio: Option<f64>,
+    /// CPU time the serving process (the daemon, or the plain server)
+    /// spent per answered request, µs, each round.
+    pub(crate) example_cpu_us: Vec<f64>,
+    pub(crate) plain_cpu_us: Vec<f64>,
+    pub(crate) example_cpu_median: Option<f64>,
+    pub(crate) plain_cpu_median: Option<f64>,
+    /// plain's CPU per request / the example's: the median of the rounds'
+    /// ratios. Unlike requests/s it does not depend on how the scheduler
+    /// shares two cores between the server and the load tools.
+    pub(crate) cost_ratio: Option<f64>,
     pub(crate) failed: u64,
+}
+
+/// CPU time (user + system, all threads) a process has used, µs.
+fn cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf(3) reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) * 1e6 / ticks)
 }
 
 /// Steady throughput of the axum example (seamless on, no restarts) and of
@@ -331,6 +369,10 @@ pub(crate) fn compare(
         Protocol::Http1 if tools.wrk => format!("wrk -t1 -c{}", args.connections),
         Protocol::Http1 => format!("{} built-in keep-alive clients", args.connections),
         Protocol::Http2 => format!("h2load -t1 -c{} -m{}", args.connections, args.streams),
+        Protocol::Http2Hyper => format!(
+            "hyper's HTTP/2 client, {} connections of {} streams",
+            args.connections, args.streams
+        ),
     };
     let mut c = Comparison {
         protocol: protocol.name(),
@@ -341,6 +383,11 @@ pub(crate) fn compare(
         example_median: None,
         plain_median: None,
         ratio: None,
+        example_cpu_us: Vec::new(),
+        plain_cpu_us: Vec::new(),
+        example_cpu_median: None,
+        plain_cpu_median: None,
+        cost_ratio: None,
         failed: 0,
     };
     for round in 0..args.compare_rounds {
@@ -354,13 +401,17 @@ pub(crate) fn compare(
             };
             let _server = Group::spawn(&launch);
             let began = Instant::now();
-            while get_pid(port).is_none() {
+            // The process that serves: the daemon, or the plain server.
+            let serving = loop {
+                if let Some(pid) = get_pid(port) {
+                    break pid;
+                }
                 if began.elapsed() > Duration::from_secs(10) {
                     return Err(format!("{} did not answer", launch.program.display()));
                 }
                 std::thread::sleep(Duration::from_millis(5));
-            }
-            if protocol == Protocol::Http2 && !speaks_h2c(port) {
+            };
+            if protocol.is_h2() && !speaks_h2c(port) {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(format!(
                     "the {} does not speak HTTP/2 with prior knowledge",
@@ -373,6 +424,7 @@ pub(crate) fn compare(
             }
             std::thread::sleep(Duration::from_millis(200));
             let clock = Clock::new();
+            let cpu_before = cpu_us(serving);
             let (answered, failed) = match protocol {
                 Protocol::Http1 if tools.wrk => {
                     let s = wrk::start(port, args.connections, args.compare_s, None, &dir, &clock)
@@ -392,15 +444,32 @@ pub(crate) fn compare(
                     .finish(&clock);
                     (s.answered, s.failed())
                 }
+                Protocol::Http2Hyper => {
+                    let s = hyper_h2::start(
+                        port,
+                        args.connections,
+                        args.streams,
+                        args.compare_s,
+                        &clock,
+                    )
+                    .finish(&clock);
+                    (s.answered, s.failed())
+                }
                 Protocol::Http1 => builtin_keepalive(port, args.connections, args.compare_s),
             };
+            let cpu_per_request = cpu_before
+                .zip(cpu_us(serving))
+                .filter(|_| answered > 0)
+                .map(|(before, after)| (after - before) / answered as f64);
             c.failed += failed;
             let rps = answered as f64 / args.compare_s as f64;
-            if example {
-                c.example_rps.push(rps);
+            let (rps_list, cpu_list) = if example {
+                (&mut c.example_rps, &mut c.example_cpu_us)
             } else {
-                c.plain_rps.push(rps);
-            }
+                (&mut c.plain_rps, &mut c.plain_cpu_us)
+            };
+            rps_list.push(rps);
+            cpu_list.extend(cpu_per_request);
             eprint!(
                 "\rthroughput {} round {}/{} ",
                 protocol.name(),
@@ -416,15 +485,22 @@ pub(crate) fn compare(
     // Rounds are pairs, one right after the other: the median of the
     // pairs' ratios is steadier than the ratio of the medians when the
     // machine's other load drifts.
-    c.ratio = measure::median(
-        c.example_rps
-            .iter()
-            .zip(&c.plain_rps)
-            .filter(|(_, p)| **p > 0.0)
-            .map(|(e, p)| e / p)
-            .collect(),
-    );
+    c.ratio = median_ratio(&c.example_rps, &c.plain_rps);
+    c.example_cpu_median = measure::median(c.example_cpu_us.clone());
+    c.plain_cpu_median = measure::median(c.plain_cpu_us.clone());
+    c.cost_ratio = median_ratio(&c.plain_cpu_us, &c.example_cpu_us);
     Ok(c)
+}
+
+/// The median of the rounds' ratios `a[i] / b[i]`.
+fn median_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    measure::median(
+        a.iter()
+            .zip(b)
+            .filter(|(_, d)| **d > 0.0)
+            .map(|(n, d)| n / d)
+            .collect(),
+    )
 }
 
 /// (answered, failed) by `connections` built-in keep-alive clients in

@@ -99,8 +99,11 @@ impl Server {
 pub(crate) enum Protocol {
     /// HTTP/1.1 keep-alive.
     Http1,
-    /// HTTP/2 cleartext with prior knowledge.
+    /// HTTP/2 cleartext with prior knowledge, load from h2load.
     Http2,
+    /// The same, load from hyper's HTTP/2 client, which sends again what a
+    /// GOAWAY left unprocessed, as RFC 9113 provides.
+    Http2Hyper,
 }
 
 impl Protocol {
@@ -108,14 +111,21 @@ impl Protocol {
         match s {
             "h1" | "http1" | "http/1.1" => Some(Protocol::Http1),
             "h2" | "h2c" | "http2" => Some(Protocol::Http2),
+            "h2-hyper" => Some(Protocol::Http2Hyper),
             _ => None,
         }
+    }
+
+    /// Whether the load speaks HTTP/2.
+    pub(crate) fn is_h2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Http2Hyper)
     }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::Http2 => "HTTP/2",
+            Protocol::Http2Hyper => "HTTP/2, hyper client",
         }
     }
 }

@@ -76,6 +76,7 @@ impl Running {
     pub(crate) fn finish(self, clock: &Clock) -> Slice {
         let end_ms = self.started_ms + self.seconds as f64 * 1000.0;
         let mut slice = Slice {
+            source: "h2load",
             started_ms: self.started_ms,
             seconds: self.seconds,
             answered: 0,
@@ -83,6 +84,7 @@ impl Running {
             per_10ms: Vec::new(),
             latencies: Vec::new(),
             unfinished: 0,
+            resent: 0,
         };
         let (mut non2xx, mut errored, mut timeout, mut lost) = (0, 0, 0, 0);
         let mut slots: Vec<u64> = Vec::new();

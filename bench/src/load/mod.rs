@@ -7,6 +7,7 @@
 
 pub(crate) mod builtin;
 pub(crate) mod h2load;
+pub(crate) mod hyper_h2;
 pub(crate) mod wrk;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -61,8 +62,10 @@ impl Tools {
     }
 }
 
-/// What one run of wrk or h2load saw.
+/// What one run of wrk, h2load or hyper's HTTP/2 client saw.
 pub(crate) struct Slice {
+    /// The tool, for the report.
+    pub(crate) source: &'static str,
     /// When the tool was started; it runs for `seconds`.
     pub(crate) started_ms: f64,
     pub(crate) seconds: u64,
@@ -78,6 +81,9 @@ pub(crate) struct Slice {
     /// Requests still in flight when the tool stopped (not failures: the
     /// tool cut them at the end of its duration).
     pub(crate) unfinished: u64,
+    /// Requests the client sent again because the server provably had not
+    /// processed them (RFC 9113, 8.7); not failures.
+    pub(crate) resent: u64,
 }
 
 impl Slice {

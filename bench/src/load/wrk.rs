@@ -112,6 +112,7 @@ impl Running {
             let _ = std::fs::remove_file(path);
         }
         Slice {
+            source: "wrk",
             started_ms: self.started_ms,
             seconds: self.seconds,
             answered,
@@ -119,6 +120,7 @@ impl Running {
             per_10ms,
             latencies: Vec::new(),
             unfinished: 0,
+            resent: 0,
         }
     }
 }

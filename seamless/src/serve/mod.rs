@@ -37,7 +37,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use ::hyper::body::{Body, Incoming};
@@ -268,8 +268,14 @@ fn spawn_connection<I, S, B>(
         let mut closing = false;
         // The idle check: a timer and the activity count it started from.
         let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
+        // The waker the drain has, compared here so that the common poll
+        // takes no lock.
+        let mut given: Option<Waker> = None;
         let done = poll_fn(|cx| {
-            track.set_task_waker(cx.waker());
+            if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                track.set_task_waker(cx.waker());
+                given = Some(cx.waker().clone());
+            }
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }

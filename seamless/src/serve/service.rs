@@ -56,18 +56,27 @@ where
     type Future = DrainFuture<S::Future>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let http1 = request.version() < Version::HTTP_2;
-        if !http1 {
-            self.track.mark_h2();
+        if request.version() >= Version::HTTP_2 {
+            // HTTP/2 drains by GOAWAY, which hyper applies to the streams
+            // itself: nothing to count, nothing to mark. Streams run on any
+            // worker, so every shared write saved here is a cache line
+            // that stops moving between cores.
+            if !self.track.is_h2() {
+                self.track.mark_h2();
+            }
+            return DrainFuture {
+                inner: self.inner.call(request),
+                in_flight: None,
+                shared: None,
+            };
         }
         // A tunnel's answer must not be turned into a close.
-        let may_close = http1 && request.method() != Method::CONNECT;
+        let may_close = request.method() != Method::CONNECT;
         let in_flight = InFlight::new(&self.track);
         DrainFuture {
             inner: self.inner.call(request),
             in_flight: Some(in_flight),
-            may_close,
-            shared: self.shared.clone(),
+            shared: may_close.then(|| self.shared.clone()),
         }
     }
 }
@@ -78,8 +87,8 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
-        may_close: bool,
-        shared: Arc<Shared>,
+        // Set for an HTTP/1 answer that may carry `Connection: close`.
+        shared: Option<Arc<Shared>>,
     }
 }
 
@@ -104,7 +113,7 @@ where
             if let Some(InFlight(track)) = &in_flight {
                 track.mark_upgraded();
             }
-        } else if *this.may_close && this.shared.is_draining() {
+        } else if this.shared.as_ref().is_some_and(|s| s.is_draining()) {
             // Rule 2: hyper closes the connection once this is written,
             // and the client knows not to send on it again.
             response

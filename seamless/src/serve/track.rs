@@ -212,12 +212,19 @@ impl Track {
         keep_waker(&mut lock(&self.wakers).task, waker);
     }
 
+    /// Wakes the connection's tasks. The wakers stay: the connection task
+    /// gives its waker once, not at every poll, and must be woken again
+    /// by a later event (the deadline after the drain began).
     fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *lock(&self.wakers));
-        for w in [wakers.task, wakers.read, wakers.write]
-            .into_iter()
-            .flatten()
-        {
+        let wakers: Vec<Waker> = {
+            let w = lock(&self.wakers);
+            [&w.task, &w.read, &w.write]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect()
+        };
+        for w in wakers {
             w.wake();
         }
     }
