@@ -87,6 +87,8 @@ impl Running {
             resent: 0,
         };
         let (mut non2xx, mut errored, mut timeout, mut lost) = (0, 0, 0, 0);
+        // Errored streams that h2load's log shows it never sent (start 0).
+        let mut never_sent = 0;
         let mut slots: Vec<u64> = Vec::new();
         for (child, log) in self.children {
             let out = child.wait_with_output().expect("h2load output");
@@ -111,6 +113,11 @@ impl Running {
             let mut last_ms = f64::NEG_INFINITY;
             if let Ok(file) = std::fs::File::open(&path) {
                 for line in BufReader::new(file).lines().map_while(Result::ok) {
+                    let mut f = line.split('\t').map(str::trim);
+                    if f.next() == Some("0") && f.next() == Some("-1") {
+                        never_sent += 1;
+                        continue;
+                    }
                     let mut f = line.split('\t').map(|x| x.trim().parse::<u64>().ok());
                     let (Some(Some(start_us)), Some(Some(status)), Some(Some(took_us))) =
                         (f.next(), f.next(), f.next())
@@ -144,7 +151,8 @@ impl Running {
         }
         slice.failures = vec![
             ("h2load non-2xx", non2xx),
-            ("h2load errored", errored),
+            ("h2load errored, never sent", never_sent.min(errored)),
+            ("h2load errored", errored.saturating_sub(never_sent)),
             ("h2load timeout", timeout),
             ("h2load connection lost", lost),
         ];
