@@ -26,7 +26,7 @@
 
 mod common;
 #[path = "common/h2.rs"]
-mod h2_retry;
+mod h2_rules;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -130,7 +130,7 @@ fn request_loop(port: u16, path: &'static str, stop: Arc<AtomicBool>, tally: Arc
 struct H2Tally {
     ok: AtomicUsize,
     /// Requests the client could not send because the connection had
-    /// received a GOAWAY, or that the server refused (see `h2_retry::unprocessed`):
+    /// received a GOAWAY, or that the server refused (see `h2_rules::unprocessed`):
     /// retried on a new connection, as RFC 9113 (6.8) allows, not failures.
     retried: AtomicUsize,
     errors: Mutex<Vec<String>>,
@@ -210,7 +210,7 @@ async fn h2_connection_loop(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally
                                     }
                                 }
                             }
-                            Err(e) if e.message().is_some() || h2_retry::unprocessed(e.error()) => {
+                            Err(e) if e.message().is_some() || h2_rules::unprocessed(e.error()) => {
                                 tally.retried.fetch_add(1, Ordering::SeqCst);
                                 return;
                             }
@@ -263,15 +263,10 @@ fn h2load_errored(out: &str) -> u64 {
         .unwrap_or_else(|| panic!("no errored count in h2load's output:\n{out}"))
 }
 
-/// The requests h2load's per-request log (`--log-file`: start in µs since
-/// the epoch, status or -1, µs to the end) shows unanswered and never
-/// started: start time 0.
+/// The requests h2load's per-request log shows it never sent.
 fn h2load_never_sent(log: &str) -> u64 {
     log.lines()
-        .filter(|l| {
-            let mut f = l.split('\t').map(str::trim);
-            f.next() == Some("0") && f.next() == Some("-1")
-        })
+        .filter(|l| h2_rules::h2load_never_sent(l))
         .count() as u64
 }
 

@@ -232,11 +232,7 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
     let (mut lat_steady, mut lat_window) = (Vec::new(), Vec::new());
     let latency_source;
     if rec.slices.iter().any(|s| !s.latencies.is_empty()) {
-        latency_source = match rec.slices.first().map(|s| s.source) {
-            Some("h2load") => "h2load's per-request log",
-            Some(other) => other,
-            None => "-",
-        };
+        latency_source = rec.slices.first().map_or("-", |s| s.latency_source);
         for (at, us) in rec.slices.iter().flat_map(|s| &s.latencies) {
             if in_window(*at as f64) {
                 lat_window.push(*us);

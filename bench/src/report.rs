@@ -157,7 +157,6 @@ pub(crate) fn text(r: &Report) -> String {
         writeln!(w).unwrap();
         writeln!(w, "| protocol | load | rounds | axum example req/s | plain axum::serve req/s | ratio | axum example CPU µs/req | plain CPU µs/req | CPU ratio | failed |").unwrap();
         writeln!(w, "|{}", " --- |".repeat(10)).unwrap();
-        let us = |x: Option<f64>| x.map_or("-".into(), |x| format!("{x:.2}"));
         for c in &r.throughput_against_plain_axum {
             writeln!(
                 w,
@@ -169,8 +168,8 @@ pub(crate) fn text(r: &Report) -> String {
                 rps(c.example_median),
                 rps(c.plain_median),
                 c.ratio.map_or("-".into(), |x| format!("{x:.3}")),
-                us(c.example_cpu_median),
-                us(c.plain_cpu_median),
+                ms2(c.example_cpu_median),
+                ms2(c.plain_cpu_median),
                 c.cost_ratio.map_or("-".into(), |x| format!("{x:.3}")),
                 c.failed
             )

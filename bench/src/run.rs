@@ -17,7 +17,9 @@ use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
 use crate::load::{h2load, hyper_h2, wrk, Clock, Slice, Tools};
 use crate::measure::{self, Labels, Recorded, Restart, RunFigures};
 use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
-use crate::supervision::{alive, children, exe, free_port, memory, temp_dir, Group, Supervisor};
+use crate::supervision::{
+    alive, children, cpu_us, exe, free_port, memory, temp_dir, Group, Supervisor,
+};
 
 /// Why a run was not made.
 pub(crate) type Skip = String;
@@ -338,18 +340,6 @@ pub(crate) struct Comparison {
     /// shares two cores between the server and the load tools.
     pub(crate) cost_ratio: Option<f64>,
     pub(crate) failed: u64,
-}
-
-/// CPU time (user + system, all threads) a process has used, µs.
-fn cpu_us(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-    // After the command: state is field 3, utime 14 and stime 15.
-    let utime: f64 = fields.nth(11)?.parse().ok()?;
-    let stime: f64 = fields.next()?.parse().ok()?;
-    // SAFETY: sysconf(3) reads a constant of the system.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) * 1e6 / ticks)
 }
 
 /// Steady throughput of the axum example (seamless on, no restarts) and of

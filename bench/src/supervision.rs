@@ -209,6 +209,18 @@ pub(crate) fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// CPU time (user + system, all threads) a process has used, µs.
+pub(crate) fn cpu_us(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After the command: state is field 3, utime 14 and stime 15.
+    let utime: f64 = fields.nth(11)?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf(3) reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) * 1e6 / ticks)
+}
+
 /// (VmRSS, RssAnon) in KiB.
 pub(crate) fn memory(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

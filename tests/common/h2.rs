@@ -1,6 +1,6 @@
-//! Which failed HTTP/2 requests a client may send again, shared by the
-//! HTTP/2 client of `tests/frameworks.rs` and the benchmark's (which
-//! include this file by path).
+//! What the tests decide about failed HTTP/2 requests: which a client may
+//! send again, and which h2load never sent. Shared by `tests/frameworks.rs`
+//! and the benchmark (which include this file by path).
 
 /// A request the server did not process, which a client may send again
 /// (RFC 9113, 6.8 and 8.7): refused with `REFUSED_STREAM`, or failed by h2
@@ -18,4 +18,14 @@ pub(crate) fn unprocessed(e: &hyper::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+/// Whether a line of h2load's per-request log (`--log-file`: start in µs
+/// since the epoch, status or -1, µs to the end) is a request h2load never
+/// sent: unanswered, and with start time 0, since the frame that would
+/// have started it was never written. h2load logs so the request it had
+/// queued when a GOAWAY came, and counts it errored.
+pub(crate) fn h2load_never_sent(line: &str) -> bool {
+    let mut fields = line.split('\t').map(str::trim);
+    fields.next() == Some("0") && fields.next() == Some("-1")
 }

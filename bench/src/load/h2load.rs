@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{number_after, Clock, Slice};
+use super::{h2_rules, number_after, per_10ms, Clock, Slice};
 
 pub(crate) struct Running {
     /// One h2load per connection, with its log: h2load 1.52 neither counts
@@ -77,6 +77,7 @@ impl Running {
         let end_ms = self.started_ms + self.seconds as f64 * 1000.0;
         let mut slice = Slice {
             source: "h2load",
+            latency_source: "h2load's per-request log",
             started_ms: self.started_ms,
             seconds: self.seconds,
             answered: 0,
@@ -89,7 +90,7 @@ impl Running {
         let (mut non2xx, mut errored, mut timeout, mut lost) = (0, 0, 0, 0);
         // Errored streams that h2load's log shows it never sent (start 0).
         let mut never_sent = 0;
-        let mut slots: Vec<u64> = Vec::new();
+        let mut done_ms: Vec<f64> = Vec::new();
         for (child, log) in self.children {
             let out = child.wait_with_output().expect("h2load output");
             let text = String::from_utf8_lossy(&out.stdout);
@@ -113,8 +114,7 @@ impl Running {
             let mut last_ms = f64::NEG_INFINITY;
             if let Ok(file) = std::fs::File::open(&path) {
                 for line in BufReader::new(file).lines().map_while(Result::ok) {
-                    let mut f = line.split('\t').map(str::trim);
-                    if f.next() == Some("0") && f.next() == Some("-1") {
+                    if h2_rules::h2load_never_sent(&line) {
                         never_sent += 1;
                         continue;
                     }
@@ -131,8 +131,9 @@ impl Running {
                         clock.at_epoch_us(start_us) as f32,
                         took_us.min(u32::MAX as u64) as u32,
                     ));
-                    slots.push((start_us + took_us) / 10_000);
-                    last_ms = last_ms.max(clock.at_epoch_us(start_us + took_us));
+                    let done = clock.at_epoch_us(start_us + took_us);
+                    done_ms.push(done);
+                    last_ms = last_ms.max(done);
                 }
             }
             let _ = std::fs::remove_file(&path);
@@ -142,13 +143,7 @@ impl Running {
                 slice.unfinished += in_flight;
             }
         }
-        slots.sort_unstable();
-        for slot in slots {
-            match slice.per_10ms.last_mut() {
-                Some((at, n)) if *at == clock.at_epoch_us(slot * 10_000) => *n += 1,
-                _ => slice.per_10ms.push((clock.at_epoch_us(slot * 10_000), 1)),
-            }
-        }
+        slice.per_10ms = per_10ms(done_ms);
         slice.failures = vec![
             ("h2load non-2xx", non2xx),
             ("h2load errored, never sent", never_sent.min(errored)),

@@ -23,7 +23,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use super::{Clock, Slice};
+use super::h2_rules::unprocessed;
+use super::{per_10ms, Clock, Slice};
 
 /// What the client saw in one run.
 #[derive(Default)]
@@ -34,6 +35,17 @@ struct Tally {
     /// Requests sent again because the server provably did not process
     /// them (not failures: this is what the protocol provides for).
     resent: u64,
+}
+
+impl Tally {
+    fn fail(&mut self, kind: &'static str) {
+        *self.failures.entry(kind).or_default() += 1;
+    }
+}
+
+/// Writes to the tally that the connections share.
+fn note(tally: &Mutex<Tally>, f: impl FnOnce(&mut Tally)) {
+    f(&mut tally.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 pub(crate) struct Running {
@@ -85,27 +97,19 @@ pub(crate) fn start(
 impl Running {
     pub(crate) fn finish(self, _clock: &Clock) -> Slice {
         let tally = self.thread.join().unwrap_or_default();
-        let mut per_10ms: Vec<(f64, u32)> = Vec::new();
-        let mut done: Vec<f64> = tally
+        let done_ms = tally
             .answers
             .iter()
             .map(|(at, us)| *at as f64 + *us as f64 / 1000.0)
             .collect();
-        done.sort_by(f64::total_cmp);
-        for t in done {
-            let slot = (t / 10.0).floor() * 10.0;
-            match per_10ms.last_mut() {
-                Some((at, n)) if *at == slot => *n += 1,
-                _ => per_10ms.push((slot, 1)),
-            }
-        }
         Slice {
             source: "hyper's HTTP/2 client",
+            latency_source: "hyper's HTTP/2 client",
             started_ms: self.started_ms,
             seconds: self.seconds,
             answered: tally.answers.len() as u64,
             failures: tally.failures.into_iter().collect(),
-            per_10ms,
+            per_10ms: per_10ms(done_ms),
             latencies: tally.answers,
             unfinished: 0,
             resent: tally.resent,
@@ -122,19 +126,11 @@ async fn connection_loop(
     clock: Clock,
     tally: Arc<Mutex<Tally>>,
 ) {
-    let fail = |kind: &'static str| {
-        *tally
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failures
-            .entry(kind)
-            .or_default() += 1;
-    };
     while Instant::now() < until {
         let stream = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
             Ok(s) => s,
             Err(_) => {
-                fail("hyper h2 connect");
+                note(&tally, |t| t.fail("hyper h2 connect"));
                 tokio::time::sleep(Duration::from_millis(1)).await;
                 continue;
             }
@@ -146,7 +142,7 @@ async fn connection_loop(
             {
                 Ok(pair) => pair,
                 Err(_) => {
-                    fail("hyper h2 handshake");
+                    note(&tally, |t| t.fail("hyper h2 handshake"));
                     continue;
                 }
             };
@@ -155,9 +151,6 @@ async fn connection_loop(
             .map(|_| {
                 let (mut sender, tally) = (sender.clone(), tally.clone());
                 tokio::spawn(async move {
-                    let record = |f: &dyn Fn(&mut Tally)| {
-                        f(&mut tally.lock().unwrap_or_else(|e| e.into_inner()))
-                    };
                     while Instant::now() < until {
                         if sender.ready().await.is_err() {
                             return; // the connection is closing: a new one
@@ -174,24 +167,18 @@ async fn connection_loop(
                                 match body.map(|b| b.to_bytes()) {
                                     Ok(b) if status == 200 && b.starts_with(b"Server pid: ") => {
                                         let at = clock.ms(began) as f32;
-                                        record(&|t| t.answers.push((at, took as u32)))
+                                        note(&tally, |t| t.answers.push((at, took as u32)))
                                     }
-                                    Ok(_) => record(&|t| {
-                                        *t.failures.entry("hyper h2 bad answer").or_default() += 1
-                                    }),
-                                    Err(_) => record(&|t| {
-                                        *t.failures.entry("hyper h2 body cut").or_default() += 1
-                                    }),
+                                    Ok(_) => note(&tally, |t| t.fail("hyper h2 bad answer")),
+                                    Err(_) => note(&tally, |t| t.fail("hyper h2 body cut")),
                                 }
                             }
                             Err(e) if e.message().is_some() || unprocessed(e.error()) => {
-                                record(&|t| t.resent += 1);
+                                note(&tally, |t| t.resent += 1);
                                 return;
                             }
                             Err(_) => {
-                                record(&|t| {
-                                    *t.failures.entry("hyper h2 stream lost").or_default() += 1
-                                });
+                                note(&tally, |t| t.fail("hyper h2 stream lost"));
                                 return;
                             }
                         }
@@ -204,8 +191,3 @@ async fn connection_loop(
         }
     }
 }
-
-// Which failures a client may send again, as the integration tests decide.
-#[path = "../../../tests/common/h2.rs"]
-mod h2_retry;
-use h2_retry::unprocessed;

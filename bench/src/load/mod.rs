@@ -66,6 +66,8 @@ impl Tools {
 pub(crate) struct Slice {
     /// The tool, for the report.
     pub(crate) source: &'static str,
+    /// Where its latencies come from, for the report.
+    pub(crate) latency_source: &'static str,
     /// When the tool was started; it runs for `seconds`.
     pub(crate) started_ms: f64,
     pub(crate) seconds: u64,
@@ -91,6 +93,26 @@ impl Slice {
         self.failures.iter().map(|(_, n)| n).sum()
     }
 }
+
+/// Answers per 10 ms, from the times (ms) at which answers ended: the
+/// `per_10ms` of a [`Slice`].
+pub(crate) fn per_10ms(mut done_ms: Vec<f64>) -> Vec<(f64, u32)> {
+    done_ms.sort_by(f64::total_cmp);
+    let mut out: Vec<(f64, u32)> = Vec::new();
+    for t in done_ms {
+        let slot = (t / 10.0).floor() * 10.0;
+        match out.last_mut() {
+            Some((at, n)) if *at == slot => *n += 1,
+            _ => out.push((slot, 1)),
+        }
+    }
+    out
+}
+
+// What the integration tests decide about HTTP/2 failures: which a client
+// may send again, and which h2load never sent.
+#[path = "../../../tests/common/h2.rs"]
+pub(crate) mod h2_rules;
 
 /// The first number after `key` in `text` (`key` included), e.g.
 /// `number_after("connect 0, read 4", "read ")` is 4.

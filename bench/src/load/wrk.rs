@@ -113,6 +113,7 @@ impl Running {
         }
         Slice {
             source: "wrk",
+            latency_source: "-",
             started_ms: self.started_ms,
             seconds: self.seconds,
             answered,
