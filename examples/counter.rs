@@ -62,20 +62,9 @@ fn main() -> std::io::Result<()> {
     GENERATION.store(number, Ordering::SeqCst);
     let listener = seamless::net::tcp("web", addr)?;
     seamless::started();
-    let shutdown = seamless::shutdown();
     let mut workers = Vec::new();
-    while !shutdown.is_triggered() {
-        if !seamless::net::readable(&listener, std::time::Duration::from_millis(50))? {
-            continue;
-        }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                stream.set_nonblocking(false)?;
-                workers.push(std::thread::spawn(move || answer(stream, number)));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
+    while let Some((stream, _)) = seamless::net::accept(&listener)? {
+        workers.push(std::thread::spawn(move || answer(stream, number)));
         workers.retain(|w| !w.is_finished());
     }
     for w in workers {

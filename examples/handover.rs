@@ -27,9 +27,5 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8080".into());
     let listener = seamless::net::tcp("web", addr)?;
     seamless::started();
-    support::serve_until_shutdown(listener, |listener| {
-        let (stream, _) = listener.accept()?;
-        stream.set_nonblocking(false)?;
-        Ok(stream)
-    })
+    support::serve_until_shutdown(listener)
 }

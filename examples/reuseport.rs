@@ -46,9 +46,5 @@ fn main() -> std::io::Result<()> {
     // The socket is bound: the previous generation may go.
     seamless::started();
 
-    support::serve_until_shutdown(listener, |listener| {
-        let (stream, _) = listener.accept()?;
-        stream.set_nonblocking(false)?;
-        Ok(stream)
-    })
+    support::serve_until_shutdown(listener)
 }

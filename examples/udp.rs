@@ -5,8 +5,6 @@
 //! cargo run --example udp -- 127.0.0.1:5353 /tmp/udp.pid
 //! ```
 
-use std::time::Duration;
-
 #[seamless::daemon(pid_file = std::env::args().nth(2).unwrap_or_else(|| "/tmp/udp.pid".into()))]
 fn main() -> std::io::Result<()> {
     let addr = std::env::args()
@@ -15,14 +13,9 @@ fn main() -> std::io::Result<()> {
     let socket = seamless::net::udp("echo", addr)?;
     seamless::started();
 
-    let shutdown = seamless::shutdown();
     let mut buf = [0u8; 1500];
-    while !shutdown.is_triggered() {
-        // The socket is non-blocking: wait for a datagram, waking up now and
-        // then to see whether the shutdown has begun.
-        if !seamless::net::readable(&socket, Duration::from_millis(50))? {
-            continue;
-        }
+    // The socket is non-blocking: sleep until a datagram or the shutdown.
+    while seamless::net::readable_before_shutdown(&socket)? {
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
                 let reply = format!(

@@ -23,9 +23,5 @@ fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "/tmp/unixsocket.sock".into());
     let listener = seamless::net::unix("http", path)?;
     seamless::started();
-    support::serve_until_shutdown(listener, |listener| {
-        let (stream, _) = listener.accept()?;
-        stream.set_nonblocking(false)?;
-        Ok(stream)
-    })
+    support::serve_until_shutdown(listener)
 }

@@ -61,27 +61,6 @@ fn tool(name: &str, package: &str) -> Option<PathBuf> {
     found
 }
 
-/// The example's executable, built with the profile of this test (cargo
-/// builds the examples along with the tests; `cargo test --test
-/// frameworks` alone does not, so it is built here).
-fn example(name: &str) -> PathBuf {
-    let me = std::env::current_exe().unwrap();
-    let profile_dir = me.parent().unwrap().parent().unwrap();
-    let path = profile_dir.join("examples").join(name);
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let mut build = Command::new(env!("CARGO"));
-    build
-        .args(["build", "--quiet", "--example", name])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if release {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo");
-    assert!(status.success(), "cargo build --example {name} failed");
-    assert!(path.is_file(), "no {}", path.display());
-    path
-}
-
 /// `GET path` on a new connection; the pid named in the answer.
 fn get_pid(port: u16, path: &str) -> std::io::Result<i32> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;

@@ -31,10 +31,12 @@ pub(crate) fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
     )
 }
 
-/// Accepts with `accept` from the non-blocking `listener` until the
-/// shutdown begins, answering each connection on its own thread; then takes
-/// what is already queued, closes the listener at once, and waits for the
-/// answers in flight.
+/// Accepts from `listener` until the shutdown begins, answering each
+/// connection on its own thread; then takes what is already queued, closes
+/// the listener at once, and waits for the answers in flight.
+///
+/// `seamless::net::accept` sleeps until a connection or the shutdown comes:
+/// an idle server never wakes.
 ///
 /// Closing the listener the moment the shutdown begins matters: a listener
 /// left open while slow requests finish goes on queueing connections that
@@ -42,33 +44,23 @@ pub(crate) fn answer<S: Read + Write>(stream: S) -> std::io::Result<()> {
 /// handed-over socket lives on in the next generation, which accepts from
 /// the same queue; a socket of our own (`SO_REUSEPORT`) has a queue of its
 /// own, emptied just before it closes.
-pub(crate) fn serve_until_shutdown<L, S, F>(listener: L, mut accept: F) -> std::io::Result<()>
+pub(crate) fn serve_until_shutdown<L>(listener: L) -> std::io::Result<()>
 where
-    L: std::os::fd::AsFd,
-    S: Read + Write + Send + 'static,
-    F: FnMut(&L) -> std::io::Result<S>,
+    L: seamless::net::Accept,
+    L::Stream: Read + Write + Send + 'static,
 {
-    let shutdown = seamless::shutdown();
     let mut workers: Vec<std::thread::JoinHandle<()>> = Vec::new();
-    let spawn = |stream: S| {
+    let spawn = |stream: L::Stream| {
         std::thread::spawn(move || {
             let _ = answer(stream);
         })
     };
-    while !shutdown.is_triggered() {
-        if !seamless::net::readable(&listener, Duration::from_millis(50))? {
-            continue;
-        }
-        match accept(&listener) {
-            Ok(stream) => workers.push(spawn(stream)),
-            // Another generation may have taken the connection.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
+    while let Some((stream, _)) = seamless::net::accept(&listener)? {
+        workers.push(spawn(stream));
         workers.retain(|w| !w.is_finished());
     }
     // What is queued already was meant for us: serve it, then close.
-    while let Ok(stream) = accept(&listener) {
+    while let Ok((stream, _)) = listener.accept_now() {
         workers.push(spawn(stream));
     }
     drop(listener);

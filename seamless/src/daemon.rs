@@ -418,6 +418,8 @@ fn open_pid_file(config: &Config) -> Option<PidFile> {
 }
 
 fn spawn_control(daemon: &'static Daemon, caught: &[i32]) -> Result<(), Error> {
+    // Made now, so that `Shutdown::as_fd` cannot fail later.
+    SHUTDOWN.fd().map_err(Error::ShutdownFd)?;
     let signals = SignalPipe::install(caught).map_err(Error::Signals)?;
     // Signals that arrived while the launcher kept them blocked are
     // delivered now, into the pipe, and handled by the control thread.

@@ -49,6 +49,9 @@ pub enum Error {
     Signals(io::Error),
     /// seamless's control thread could not be started.
     Thread(io::Error),
+    /// The fd that [`Shutdown`](crate::Shutdown) makes readable could not
+    /// be made (the process is out of file descriptors).
+    ShutdownFd(io::Error),
 }
 
 impl fmt::Display for Error {
@@ -66,6 +69,7 @@ impl fmt::Display for Error {
             }
             Error::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Error::Thread(e) => write!(f, "cannot start the seamless control thread: {e}"),
+            Error::ShutdownFd(e) => write!(f, "cannot make the shutdown's fd: {e}"),
         }
     }
 }
@@ -77,7 +81,8 @@ impl std::error::Error for Error {
             | Error::Spawn(e)
             | Error::ControlChannel(e)
             | Error::Signals(e)
-            | Error::Thread(e) => Some(e),
+            | Error::Thread(e)
+            | Error::ShutdownFd(e) => Some(e),
             Error::LauncherGone { .. } => None,
         }
     }

@@ -41,10 +41,12 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::socket::{self, ControlMessage, ControlMessageOwned, MsgFlags};
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -63,8 +65,9 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_LISTENER_ANSWER: usize = 4096;
 /// Peers served on threads of their own at once, per endpoint.
 const MAX_IN_FLIGHT: usize = 16;
-/// How often the serving thread looks whether it should stop.
-const TICK: Duration = Duration::from_millis(50);
+/// How long the serving thread pauses after a failed poll or accept
+/// (EMFILE and the like), so as not to spin; it waits on nothing else.
+const ERROR_PAUSE: Duration = Duration::from_millis(50);
 
 /// What the endpoint serves: the sockets this generation may hand on.
 pub(crate) trait Lookup: Send + Sync + 'static {
@@ -218,7 +221,9 @@ pub(crate) struct Endpoint {
     dev: u64,
     ino: u64,
     links: Vec<PathBuf>,
-    stop: Arc<AtomicBool>,
+    /// Made readable to stop the serving thread, which waits on it and
+    /// the listener only: an idle endpoint never wakes.
+    stop: Arc<EventFd>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -278,7 +283,9 @@ pub(crate) fn open_service(path: &Path, service: Arc<dyn Service>) -> io::Result
     })?;
     let meta = std::fs::symlink_metadata(path)?;
     listener.set_nonblocking(true)?;
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(EventFd::from_flags(
+        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+    )?);
     let thread = {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -306,26 +313,38 @@ pub(crate) fn open_service(path: &Path, service: Arc<dyn Service>) -> io::Result
 
 impl Drop for Endpoint {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            match self.stop.write(1) {
+                Ok(_) => {
+                    let _ = t.join();
+                }
+                // Not waited for: the thread would never learn to stop.
+                Err(e) => report::warning!("endpoint: cannot stop its thread: {e}"),
+            }
         }
         self.unlink();
         self.remove_if_ours(&self.path.clone());
     }
 }
 
-fn serve(listener: &UnixListener, stop: &AtomicBool, service: &Arc<dyn Service>) {
+fn serve(listener: &UnixListener, stop: &EventFd, service: &Arc<dyn Service>) {
     let in_flight = Arc::new(AtomicUsize::new(0));
-    while !stop.load(Ordering::SeqCst) {
-        match sys::readable(listener.as_fd(), TICK) {
-            Ok(true) => {}
-            Ok(false) => continue,
+    loop {
+        let mut fds = [
+            PollFd::new(listener.as_fd(), PollFlags::POLLIN),
+            PollFd::new(stop.as_fd(), PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => {
                 report::warning!("endpoint: poll failed: {e}");
-                std::thread::sleep(TICK);
+                std::thread::sleep(ERROR_PAUSE);
                 continue;
             }
+        }
+        if fds[1].any().unwrap_or(true) {
+            return;
         }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -340,7 +359,7 @@ fn serve(listener: &UnixListener, stop: &AtomicBool, service: &Arc<dyn Service>)
             Err(e) => {
                 // EMFILE and the like: do not spin.
                 report::warning!("endpoint: accept failed: {e}");
-                std::thread::sleep(TICK);
+                std::thread::sleep(ERROR_PAUSE);
                 continue;
             }
         };

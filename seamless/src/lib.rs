@@ -8,15 +8,11 @@
 //!     // or bound afresh; non-blocking.
 //!     let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
 //!     seamless::started(); // the previous generation may go now
-//!     let shutdown = seamless::shutdown();
-//!     while !shutdown.is_triggered() {
-//!         if seamless::net::readable(&listener, std::time::Duration::from_millis(100))? {
-//!             if let Ok((stream, _)) = listener.accept() {
-//!                 // serve `stream` (on a thread), finish it even after
-//!                 // the shutdown began
-//! #               drop(stream);
-//!             }
-//!         }
+//!     // Sleeps until a connection or the shutdown: None once it began.
+//!     while let Some((stream, _)) = seamless::net::accept(&listener)? {
+//!         // serve `stream` (on a thread), finish it even after the
+//!         // shutdown began
+//! #       drop(stream);
 //!     }
 //!     Ok(())
 //! } // main waits here for the shutdown handlers

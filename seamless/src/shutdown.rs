@@ -9,45 +9,115 @@
 //! `#[seamless::daemon]` attribute generates after `main` wait on it.
 
 use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::pin::Pin;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+/// A one-way latch: async waiters, blocking waiters and an fd that
+/// becomes readable, all released when it opens.
+///
+/// Each async waiter owns one slot of a slab, found by index: registering,
+/// refreshing and releasing it are O(1) under a lock held for just that,
+/// and a waiter that is dropped or has seen the latch open gives its slot
+/// back, so nothing of a finished task stays behind (a tokio waker keeps
+/// its whole task alive). The slab holds at most as many slots as there are
+/// waiters at once, and its memory is returned once none is left.
+///
+/// A slab rather than a crate's waiter list (`event-listener`, tokio's
+/// `Notify`): the latch opens once, so it needs no queueing or fairness,
+/// only O(1) slots, and the runtime crate stays free of an async runtime
+/// and of another dependency for some 60 lines.
 pub(crate) struct Latch {
-    state: Mutex<LatchState>,
+    /// Read without the lock by the fast paths; written under it.
+    open: AtomicBool,
+    waiters: Mutex<Waiters>,
     changed: Condvar,
+    /// Readable once the latch is open; made on first request.
+    fd: OnceLock<EventFd>,
 }
 
-struct LatchState {
+#[derive(Default)]
+struct Waiters {
     open: bool,
-    wakers: Vec<Waker>,
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Waiters {
+    fn take_slot(&mut self, waker: Waker) -> usize {
+        match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = Some(waker);
+                slot
+            }
+            None => {
+                self.slots.push(Some(waker));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    fn give_back(&mut self, slot: usize) {
+        self.slots[slot] = None;
+        self.free.push(slot);
+        if self.free.len() == self.slots.len() {
+            // Nobody waits: return what a crowd of waiters grew.
+            *self = Waiters {
+                open: self.open,
+                ..Waiters::default()
+            };
+        }
+    }
+}
+
+/// How many slots the slab holds and how many of them are taken.
+#[cfg(test)]
+fn slots(latch: &Latch) -> (usize, usize) {
+    let waiters = latch.lock();
+    (
+        waiters.slots.len(),
+        waiters.slots.len() - waiters.free.len(),
+    )
 }
 
 impl Latch {
     pub(crate) const fn new() -> Latch {
         Latch {
-            state: Mutex::new(LatchState {
+            open: AtomicBool::new(false),
+            waiters: Mutex::new(Waiters {
                 open: false,
-                wakers: Vec::new(),
+                slots: Vec::new(),
+                free: Vec::new(),
             }),
             changed: Condvar::new(),
+            fd: OnceLock::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LatchState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Waiters> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Opens the latch; returns false if it was open already.
     pub(crate) fn open(&self) -> bool {
-        let wakers = {
-            let mut state = self.lock();
-            if state.open {
+        let wakers: Vec<Waker> = {
+            let mut waiters = self.lock();
+            if waiters.open {
                 return false;
             }
-            state.open = true;
-            std::mem::take(&mut state.wakers)
+            waiters.open = true;
+            self.open.store(true, Ordering::Release);
+            if let Some(fd) = self.fd.get() {
+                signal(fd);
+            }
+            // The slots stay (their owners give them back); the wakers go.
+            waiters.slots.iter_mut().filter_map(Option::take).collect()
         };
         self.changed.notify_all();
         wakers.into_iter().for_each(Waker::wake);
@@ -55,43 +125,94 @@ impl Latch {
     }
 
     pub(crate) fn is_open(&self) -> bool {
-        self.lock().open
+        self.open.load(Ordering::Acquire)
     }
 
     pub(crate) fn wait(&self) {
-        let mut state = self.lock();
-        while !state.open {
-            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        let mut waiters = self.lock();
+        while !waiters.open {
+            waiters = self
+                .changed
+                .wait(waiters)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
     /// Waits at most `timeout`; true if the latch is open.
     pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !state.open {
+        let mut waiters = self.lock();
+        while !waiters.open {
             let now = Instant::now();
             if now >= deadline {
                 return false;
             }
-            state = self
+            waiters = self
                 .changed
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(waiters, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
         true
     }
 
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut state = self.lock();
-        if state.open {
+    /// Polls on behalf of the waiter that owns `slot` (none yet: `None`).
+    /// Ready gives the slot back; pending keeps the newest waker in it.
+    fn poll(&self, slot: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_open() {
+            self.release(slot);
             return Poll::Ready(());
         }
-        if !state.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            state.wakers.push(cx.waker().clone());
+        let mut waiters = self.lock();
+        if waiters.open {
+            drop(waiters);
+            self.release(slot);
+            return Poll::Ready(());
+        }
+        match *slot {
+            Some(taken) => match &mut waiters.slots[taken] {
+                Some(kept) if kept.will_wake(cx.waker()) => {}
+                kept => *kept = Some(cx.waker().clone()),
+            },
+            None => *slot = Some(waiters.take_slot(cx.waker().clone())),
         }
         Poll::Pending
+    }
+
+    /// Gives `slot` back, if the waiter holds one.
+    fn release(&self, slot: &mut Option<usize>) {
+        if let Some(taken) = slot.take() {
+            self.lock().give_back(taken);
+        }
+    }
+
+    /// An fd that is readable from the moment the latch opens.
+    pub(crate) fn fd(&self) -> io::Result<BorrowedFd<'_>> {
+        if let Some(fd) = self.fd.get() {
+            return Ok(fd.as_fd());
+        }
+        // Made under the lock, so that `open` either finds it and signals
+        // it, or has opened the latch before and it is signalled here.
+        let waiters = self.lock();
+        if self.fd.get().is_none() {
+            let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            if waiters.open {
+                signal(&fd);
+            }
+            let _ = self.fd.set(fd);
+        }
+        drop(waiters);
+        Ok(self.fd.get().expect("set above").as_fd())
+    }
+}
+
+/// Makes `fd` readable for good: nobody reads it, so its counter never
+/// drops back to zero.
+fn signal(fd: &EventFd) {
+    if let Err(e) = fd.write(1) {
+        // Only an overflow of the counter could refuse this, after 2^64
+        // writes; the latch opens once.
+        crate::report::warning!("cannot signal the shutdown fd: {e}");
     }
 }
 
@@ -103,9 +224,20 @@ pub(crate) static HANDLERS_DONE: Latch = Latch::new();
 /// Fires when this process must shut down gracefully: stop accepting, finish
 /// what is in flight, return from `main`.
 ///
-/// A `Shutdown` is a [`Future`] that works with any async runtime (it only
-/// uses the waker it is given) and a blocking waiter. Clones are cheap and
-/// all fire together.
+/// A `Shutdown` is, at once:
+///
+/// - a [`Future`] that works with any async runtime (it only uses the waker
+///   it is given). A waiting `Shutdown` holds one slot, given back when it
+///   completes or is dropped, so a server can wait on it in every
+///   connection's task for months: nothing of a finished task is kept;
+/// - a blocking waiter ([`wait`](Shutdown::wait),
+///   [`wait_timeout`](Shutdown::wait_timeout));
+/// - a file descriptor ([`AsFd`], [`AsRawFd`]) that becomes readable when
+///   the shutdown begins, for `poll(2)`, epoll or mio next to the sockets
+///   of a blocking server. [`net::accept`](crate::net::accept) waits on it
+///   and a listener at once.
+///
+/// Clones are cheap and all fire together; each clone waits on its own.
 ///
 /// ```no_run
 /// # async fn serve() {
@@ -120,9 +252,23 @@ pub(crate) static HANDLERS_DONE: Latch = Latch::new();
 ///     // stop the accept loop here
 /// });
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Default)]
 pub struct Shutdown {
-    _private: (),
+    /// The slot this waiter holds in the latch while it waits.
+    slot: Option<usize>,
+}
+
+impl Clone for Shutdown {
+    /// A new waiter: it holds no slot until it is polled.
+    fn clone(&self) -> Shutdown {
+        Shutdown { slot: None }
+    }
+}
+
+impl Drop for Shutdown {
+    fn drop(&mut self) {
+        SHUTDOWN.release(&mut self.slot);
+    }
 }
 
 impl Shutdown {
@@ -140,13 +286,50 @@ impl Shutdown {
     pub fn is_triggered(&self) -> bool {
         SHUTDOWN.is_open()
     }
+
+    /// The fd behind [`AsFd`], or why it could not be made (the process
+    /// is out of file descriptors). A daemon started by
+    /// `#[seamless::daemon]` or [`Builder`](crate::Builder) made it at
+    /// start-up, so this cannot fail there.
+    ///
+    /// ```no_run
+    /// let fd = seamless::shutdown().try_as_fd()?;
+    /// # let _ = fd;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn try_as_fd(&self) -> io::Result<BorrowedFd<'static>> {
+        SHUTDOWN.fd()
+    }
+}
+
+impl AsFd for Shutdown {
+    /// An eventfd that becomes readable when the shutdown begins and stays
+    /// readable. Poll it; do not read it, which would make it unreadable
+    /// for every other waiter.
+    ///
+    /// # Panics
+    ///
+    /// Outside a daemon started by seamless, if the process has no file
+    /// descriptor left for it; see [`Shutdown::try_as_fd`].
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self.try_as_fd() {
+            Ok(fd) => fd,
+            Err(e) => panic!("seamless: cannot make the shutdown fd: {e}"),
+        }
+    }
+}
+
+impl AsRawFd for Shutdown {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
 }
 
 impl Future for Shutdown {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        SHUTDOWN.poll(cx)
+        SHUTDOWN.poll(&mut self.get_mut().slot, cx)
     }
 }
 
@@ -168,7 +351,7 @@ impl std::fmt::Debug for Latch {
 /// }
 /// ```
 pub fn shutdown() -> Shutdown {
-    Shutdown { _private: () }
+    Shutdown { slot: None }
 }
 
 /// Blocks until the shutdown handlers have all returned (the original's
@@ -188,31 +371,128 @@ pub fn wait() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
     use std::task::Wake;
 
-    struct Flag(std::sync::atomic::AtomicBool);
-    impl Wake for Flag {
+    struct Count(AtomicUsize);
+    impl Wake for Count {
         fn wake(self: Arc<Self>) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    fn leaked() -> &'static Latch {
+        Box::leak(Box::new(Latch::new()))
     }
 
     #[test]
     fn latch_wakes_future_and_waiters_once() {
-        let latch: &'static Latch = Box::leak(Box::new(Latch::new()));
-        let flag = Arc::new(Flag(Default::default()));
-        let waker = Waker::from(flag.clone());
+        let latch = leaked();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(latch.poll(&mut cx).is_pending());
-        assert!(latch.poll(&mut cx).is_pending());
-        assert_eq!(latch.lock().wakers.len(), 1, "the same waker is kept once");
+        let mut slot = None;
+        assert!(latch.poll(&mut slot, &mut cx).is_pending());
+        assert!(latch.poll(&mut slot, &mut cx).is_pending());
+        assert_eq!(slots(latch), (1, 1), "one waiter holds one slot");
         let t = std::thread::spawn(move || latch.wait());
         assert!(!latch.wait_timeout(Duration::from_millis(10)));
         assert!(latch.open());
         assert!(!latch.open());
         t.join().unwrap();
-        assert!(flag.0.load(std::sync::atomic::Ordering::SeqCst));
-        assert!(latch.poll(&mut cx).is_ready());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(latch.poll(&mut slot, &mut cx).is_ready());
+        assert_eq!(slot, None, "ready gives the slot back");
+        assert_eq!(slots(latch), (0, 0));
+    }
+
+    #[test]
+    fn a_new_waker_replaces_the_old_one_in_the_same_slot() {
+        let latch = leaked();
+        let (first, second) = (
+            Arc::new(Count(AtomicUsize::new(0))),
+            Arc::new(Count(AtomicUsize::new(0))),
+        );
+        let mut slot = None;
+        for count in [&first, &second] {
+            let waker = Waker::from(count.clone());
+            assert!(latch
+                .poll(&mut slot, &mut Context::from_waker(&waker))
+                .is_pending());
+        }
+        assert_eq!(slots(latch), (1, 1));
+        assert_eq!(Arc::strong_count(&first), 1, "the old waker is not kept");
+        latch.open();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        latch.release(&mut slot);
+    }
+
+    #[test]
+    fn waiters_that_go_leave_nothing_behind() {
+        let latch = leaked();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut held: Vec<Option<usize>> = Vec::new();
+        for _ in 0..1000 {
+            let mut slot = None;
+            assert!(latch.poll(&mut slot, &mut cx).is_pending());
+            held.push(slot);
+        }
+        assert_eq!(slots(latch), (1000, 1000));
+        // Half go: their slots are reused, the slab does not grow.
+        for slot in held.iter_mut().step_by(2) {
+            latch.release(slot);
+        }
+        assert_eq!(slots(latch), (1000, 500));
+        for _ in 0..500 {
+            let mut slot = None;
+            assert!(latch.poll(&mut slot, &mut cx).is_pending());
+            held.push(slot);
+        }
+        assert_eq!(slots(latch), (1000, 1000));
+        // All go: nothing is left, not even the waker clones.
+        for slot in &mut held {
+            latch.release(slot);
+        }
+        assert_eq!(slots(latch), (0, 0));
+        assert_eq!(Arc::strong_count(&count), 2, "only `waker` and `count`");
+        assert_eq!(
+            latch.lock().slots.capacity(),
+            0,
+            "the slab's memory is returned"
+        );
+    }
+
+    #[test]
+    fn the_fd_is_readable_once_open_whenever_it_was_made() {
+        let readable = |fd: BorrowedFd<'_>| crate::sys::readable(fd, Duration::ZERO).unwrap();
+        let before = leaked();
+        let fd = before.fd().unwrap();
+        assert!(!readable(fd));
+        before.open();
+        assert!(readable(fd));
+        assert!(readable(fd), "it stays readable");
+        assert!(crate::test_support::cloexec(&fd));
+
+        let after = leaked();
+        after.open();
+        assert!(readable(after.fd().unwrap()));
+    }
+
+    #[test]
+    fn a_dropped_shutdown_gives_its_slot_back() {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut shutdown = shutdown();
+        assert!(Pin::new(&mut shutdown).poll(&mut cx).is_pending());
+        let clone = shutdown.clone();
+        assert_eq!(clone.slot, None, "a clone waits on its own");
+        assert!(slots(&SHUTDOWN).1 >= 1);
+        drop(shutdown);
+        assert_eq!(Arc::strong_count(&count), 2, "the waker went with it");
     }
 }

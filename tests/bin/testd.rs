@@ -24,15 +24,51 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
-
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static ACTIVE: AtomicUsize = AtomicUsize::new(0);
 static EXIT_NOW: AtomicI32 = AtomicI32::new(-1);
 static STOP: AtomicBool = AtomicBool::new(false);
+/// An eventfd made readable with `STOP`, so that waits in `poll` end.
+static STOP_FD: OnceLock<OwnedFd> = OnceLock::new();
+
+fn stop_fd() -> RawFd {
+    STOP_FD
+        .get_or_init(|| {
+            // SAFETY: eventfd(2) takes no pointers; the fd it returns is
+            // checked and owned from here on.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+            assert!(fd >= 0, "eventfd: {}", std::io::Error::last_os_error());
+            // SAFETY: a fresh fd of ours, owned by nobody else.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        })
+        .as_raw_fd()
+}
+
+fn stop() {
+    STOP.store(true, Ordering::SeqCst);
+    let one = 1u64.to_ne_bytes();
+    // SAFETY: writes 8 bytes from a live buffer to our eventfd.
+    unsafe { libc::write(stop_fd(), one.as_ptr().cast(), one.len()) };
+}
+
+fn pollin(fd: RawFd) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Waits on `fds` with no timeout (`-1`) or at most `ms`; the number ready.
+fn poll(fds: &mut [libc::pollfd], ms: i32) -> i32 {
+    // SAFETY: `fds` is a live slice of pollfd for the duration of the call.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) }
+}
 
 fn event(what: &str) {
     if let Some(path) = std::env::var_os("TESTD_EVENTS") {
@@ -148,17 +184,16 @@ fn stopping() -> bool {
 }
 
 /// Accepts until the shutdown begins; each connection on its own thread.
+/// It sleeps in `poll` on the listener, the shutdown's fd and the stop fd,
+/// with no timeout: an idle testd never wakes.
 fn serve(listener: &TcpListener) {
-    let fd = listener.as_raw_fd();
+    let mut fds = [
+        pollin(listener.as_raw_fd()),
+        pollin(seamless::shutdown().as_raw_fd()),
+        pollin(stop_fd()),
+    ];
     while !stopping() {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        let n = unsafe { libc::poll(&mut pfd, 1, 20) };
-        if n <= 0 || stopping() {
+        if poll(&mut fds, -1) <= 0 || stopping() {
             continue;
         }
         // The listener may be shared with another generation: the
@@ -198,26 +233,21 @@ fn connection(stream: TcpStream) -> std::io::Result<()> {
 }
 
 /// Waits for the next request on an idle keep-alive connection; false when
-/// the drain has begun and the connection stayed idle for 250 ms.
-fn wait_readable(fd: i32) -> bool {
-    let mut idle_since_stop: Option<Instant> = None;
-    loop {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd for the duration of the call.
-        if unsafe { libc::poll(&mut pfd, 1, 50) } > 0 {
+/// the drain has begun and the connection stayed idle for 250 ms. Until
+/// the drain, it waits on the connection and the shutdown, with no timer.
+fn wait_readable(fd: RawFd) -> bool {
+    let mut fds = [
+        pollin(fd),
+        pollin(seamless::shutdown().as_raw_fd()),
+        pollin(stop_fd()),
+    ];
+    while !stopping() {
+        poll(&mut fds, -1);
+        if fds[0].revents != 0 {
             return true;
         }
-        if stopping() {
-            let since = *idle_since_stop.get_or_insert_with(Instant::now);
-            if since.elapsed() > Duration::from_millis(250) {
-                return false;
-            }
-        }
     }
+    poll(&mut fds[..1], 250) > 0
 }
 
 /// Answers one request; returns whether the connection stays open.
@@ -256,7 +286,7 @@ fn handle(
     }
     if path == "/exit" {
         EXIT_NOW.store(param("code").unwrap_or(1) as i32, Ordering::SeqCst);
-        STOP.store(true, Ordering::SeqCst);
+        stop();
     }
     let close = client_close || stopping();
     let body = format!("pid {}\n", std::process::id());

@@ -391,3 +391,24 @@ pub(crate) fn set_executable(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// The example's executable, built with the profile of this test (cargo
+/// builds the examples along with the tests; `cargo test --test
+/// frameworks` alone does not, so it is built here).
+pub(crate) fn example(name: &str) -> PathBuf {
+    let me = std::env::current_exe().unwrap();
+    let profile_dir = me.parent().unwrap().parent().unwrap();
+    let path = profile_dir.join("examples").join(name);
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut build = Command::new(env!("CARGO"));
+    build
+        .args(["build", "--quiet", "--example", name])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if release {
+        build.arg("--release");
+    }
+    let status = build.status().expect("run cargo");
+    assert!(status.success(), "cargo build --example {name} failed");
+    assert!(path.is_file(), "no {}", path.display());
+    path
+}

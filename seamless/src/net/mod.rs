@@ -36,9 +36,10 @@
 //! convention for every generation keeps one from switching the other's
 //! mode under its feet (a tokio generation stuck in a blocking `accept`, or
 //! a blocking one's `accept` failing with `WouldBlock`). Blocking programs
-//! wait with [`readable`] before `accept` or `recv`, and treat
-//! `WouldBlock` as "try again" (the other generation may have taken the
-//! connection first). Do not call `set_nonblocking(false)` on them.
+//! use [`accept`], which blocks until a connection or the shutdown and
+//! takes `WouldBlock` as "wait again" (the other generation may have taken
+//! the connection first), or wait with [`readable_before_shutdown`] before
+//! `recv`. Do not call `set_nonblocking(false)` on them.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
@@ -48,6 +49,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::{handover, report, sys};
@@ -67,20 +69,11 @@ use registry::Registry;
 /// The listener is non-blocking.
 ///
 /// ```no_run
-/// use std::time::Duration;
-///
 /// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
 /// // tokio: tokio::net::TcpListener::from_std(listener)?, as it is.
-/// // Blocking:
-/// loop {
-///     if seamless::net::readable(&listener, Duration::from_millis(100))? {
-///         match listener.accept() {
-///             Ok((stream, _)) => drop(stream), // serve it
-///             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-///             Err(e) => return Err(e),
-///         }
-///     }
-/// #   break;
+/// // Blocking: until the shutdown begins.
+/// while let Some((stream, _)) = seamless::net::accept(&listener)? {
+///     drop(stream); // serve it
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
@@ -99,11 +92,9 @@ pub fn tcp(name: &str, addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
 /// The socket is non-blocking.
 ///
 /// ```no_run
-/// use std::time::Duration;
-///
 /// let socket = seamless::net::udp("dns", "127.0.0.1:5353")?;
 /// let mut buf = [0u8; 1500];
-/// if seamless::net::readable(&socket, Duration::from_millis(100))? {
+/// while seamless::net::readable_before_shutdown(&socket)? {
 ///     if let Ok((n, from)) = socket.recv_from(&mut buf) {
 ///         socket.send_to(&buf[..n], from)?;
 ///     }
@@ -142,21 +133,146 @@ pub fn unix(name: &str, path: impl AsRef<Path>) -> io::Result<UnixListener> {
 /// read) or `timeout` passes; returns whether it is readable. An
 /// interrupted wait returns `Ok(false)`.
 ///
+/// To wait for a connection or the shutdown, whichever comes first, with
+/// no timeout to poll on, use [`accept`] or [`readable_before_shutdown`].
+///
 /// ```no_run
 /// # use std::time::Duration;
-/// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
-/// while !seamless::shutdown().is_triggered() {
-///     if seamless::net::readable(&listener, Duration::from_millis(100))? {
-///         if let Ok((stream, _)) = listener.accept() {
-///             // serve `stream`
-/// #           drop(stream);
-///         }
-///     }
+/// let socket = seamless::net::udp("dns", "127.0.0.1:5353")?;
+/// if seamless::net::readable(&socket, Duration::from_secs(1))? {
+///     // recv_from
 /// }
 /// # Ok::<(), std::io::Error>(())
 /// ```
 pub fn readable(socket: &impl AsFd, timeout: Duration) -> io::Result<bool> {
     sys::readable(socket.as_fd(), timeout)
+}
+
+/// Blocks until `socket` is readable (`true`) or the shutdown begins
+/// (`false`), whichever comes first; a shutdown already begun wins. It
+/// sleeps in `poll(2)` on the socket and the shutdown's fd (see
+/// [`Shutdown`](crate::Shutdown)), so an idle server never wakes.
+///
+/// For UDP sockets and anything [`accept`] does not cover.
+///
+/// ```no_run
+/// let socket = seamless::net::udp("dns", "127.0.0.1:5353")?;
+/// let mut buf = [0u8; 1500];
+/// while seamless::net::readable_before_shutdown(&socket)? {
+///     match socket.recv_from(&mut buf) {
+///         Ok((n, from)) => drop(socket.send_to(&buf[..n], from)),
+///         // The other generation read it first.
+///         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+///         Err(e) => return Err(e),
+///     }
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn readable_before_shutdown(socket: &impl AsFd) -> io::Result<bool> {
+    readable_before(crate::shutdown::SHUTDOWN.fd()?, socket.as_fd())
+}
+
+/// Whether `socket` became readable before `shutdown` did.
+fn readable_before(shutdown: BorrowedFd<'_>, socket: BorrowedFd<'_>) -> io::Result<bool> {
+    loop {
+        let mut fds = [
+            PollFd::new(shutdown, PollFlags::POLLIN),
+            PollFd::new(socket, PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        if fds[0].any().unwrap_or(false) {
+            return Ok(false);
+        }
+        if fds[1].any().unwrap_or(false) {
+            return Ok(true);
+        }
+    }
+}
+
+/// Accepts the next connection on `listener`, blocking until one comes
+/// or the shutdown begins; `None` once the shutdown has begun.
+///
+/// The listener stays non-blocking (see [Non-blocking](self#non-blocking)):
+/// a connection the other generation took first is waited for again, not
+/// returned as `WouldBlock`. The stream returned is in blocking mode
+/// (Linux does not pass `O_NONBLOCK` on to accepted sockets) and
+/// close-on-exec.
+///
+/// ```no_run
+/// let listener = seamless::net::tcp("web", "127.0.0.1:8080")?;
+/// seamless::started();
+/// while let Some((stream, _peer)) = seamless::net::accept(&listener)? {
+///     std::thread::spawn(move || {
+///         // serve `stream`; it may outlive the shutdown's start
+/// #       drop(stream);
+///     });
+/// }
+/// // The shutdown began: stop accepting, let the requests in flight finish.
+/// drop(listener);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn accept<L: Accept>(listener: &L) -> io::Result<Option<(L::Stream, L::Addr)>> {
+    accept_before(crate::shutdown::SHUTDOWN.fd()?, listener)
+}
+
+fn accept_before<L: Accept>(
+    shutdown: BorrowedFd<'_>,
+    listener: &L,
+) -> io::Result<Option<(L::Stream, L::Addr)>> {
+    while readable_before(shutdown, listener.as_fd())? {
+        match listener.accept_now() {
+            Ok(accepted) => return Ok(Some(accepted)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            // A connection reset while it waited in the queue is that
+            // client's loss, not the listener's.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
+/// A listener [`accept`] takes connections from: std's [`TcpListener`] and
+/// [`UnixListener`], as [`tcp`] and [`unix`] return them.
+pub trait Accept: AsFd + sealed::Sealed {
+    /// The connection: [`std::net::TcpStream`] or
+    /// [`std::os::unix::net::UnixStream`].
+    type Stream;
+    /// The peer's address.
+    type Addr;
+    /// One `accept(2)`, which may fail with `WouldBlock`.
+    fn accept_now(&self) -> io::Result<(Self::Stream, Self::Addr)>;
+}
+
+impl Accept for TcpListener {
+    type Stream = std::net::TcpStream;
+    type Addr = SocketAddr;
+    fn accept_now(&self) -> io::Result<(Self::Stream, Self::Addr)> {
+        self.accept()
+    }
+}
+
+impl Accept for UnixListener {
+    type Stream = std::os::unix::net::UnixStream;
+    type Addr = std::os::unix::net::SocketAddr;
+    fn accept_now(&self) -> io::Result<(Self::Stream, Self::Addr)> {
+        self.accept()
+    }
+}
+
+mod sealed {
+    /// Keeps [`Accept`](super::Accept) to the listeners seamless knows.
+    pub trait Sealed {}
+    impl Sealed for std::net::TcpListener {}
+    impl Sealed for std::os::unix::net::UnixListener {}
 }
 
 // ---------------------------------------------------------------- origin
@@ -567,6 +683,42 @@ mod tests {
     fn same_socket(a: &impl AsRawFd, b: &impl AsRawFd) -> bool {
         let link = |fd: RawFd| std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
         link(a.as_raw_fd()) == link(b.as_raw_fd())
+    }
+
+    #[test]
+    fn accept_returns_connections_until_the_shutdown_then_none() {
+        let latch: &'static crate::shutdown::Latch =
+            Box::leak(Box::new(crate::shutdown::Latch::new()));
+        let shutdown = latch.fd().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (stream, peer) = accept_before(shutdown, &listener)
+            .unwrap()
+            .expect("a connection");
+        assert_eq!(peer, client.local_addr().unwrap());
+        let flags = nix::fcntl::fcntl(&stream, nix::fcntl::FcntlArg::F_GETFL).unwrap();
+        let flags = nix::fcntl::OFlag::from_bits_truncate(flags);
+        assert!(
+            !flags.contains(nix::fcntl::OFlag::O_NONBLOCK),
+            "a blocking stream"
+        );
+        assert!(cloexec(&stream));
+
+        // Nothing queued: it blocks until the shutdown.
+        let waiter = std::thread::spawn(move || accept_before(latch.fd().unwrap(), &listener));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!waiter.is_finished(), "it blocks while nothing comes");
+        latch.open();
+        assert!(waiter.join().unwrap().unwrap().is_none());
+
+        // A shutdown already begun wins over a waiting connection.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let _queued = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        assert!(readable(&listener, Duration::from_secs(1)).unwrap());
+        assert!(accept_before(shutdown, &listener).unwrap().is_none());
     }
 
     /// Serializes the tests that set `LISTEN_*` in the environment.
