@@ -342,11 +342,15 @@ impl std::fmt::Debug for Latch {
 /// The handle a server waits on to shut down gracefully; see [`Shutdown`].
 ///
 /// ```no_run
+/// use std::os::fd::AsFd;
+///
 /// let shutdown = seamless::shutdown();
-/// while !shutdown.is_triggered() {
-///     // accept and serve
-/// #   break;
-/// }
+/// // Next to the sockets of a poll loop of one's own: readable once the
+/// // shutdown begins.
+/// let mut fds = [nix::poll::PollFd::new(shutdown.as_fd(), nix::poll::PollFlags::POLLIN)];
+/// nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE)?;
+/// assert!(shutdown.is_triggered());
+/// # Ok::<(), nix::errno::Errno>(())
 /// ```
 pub fn shutdown() -> Shutdown {
     Shutdown { slot: None }
