@@ -112,8 +112,9 @@ impl Builder {
     /// any thread or async runtime exists.
     ///
     /// - In the process the supervisor started, this becomes the launcher:
-    ///   it starts a copy of the executable as the daemon and never
-    ///   returns; it exits with the daemon's status.
+    ///   it forks a copy of itself as the daemon and never returns; it
+    ///   exits with the daemon's status. (It executes the program afresh
+    ///   instead if it finds a thread it did not expect.)
     /// - In the daemon, and when seamless is disabled, it returns the
     ///   [`Session`].
     ///

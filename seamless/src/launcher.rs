@@ -1,10 +1,25 @@
 //! The launcher: the process the supervisor started.
 //!
-//! It never runs user code. It installs its signal handling, starts a copy
-//! of the executable as the daemon (with the daemon's end of the control
-//! channel and with [`BLOCKED_IN_CHILD`] blocked until the daemon's
-//! handlers exist), runs the `on_child_launch` handlers, then loops on one
-//! thread.
+//! It never runs user code. It installs its signal handling, starts the
+//! daemon (with the daemon's end of the control channel and with
+//! [`BLOCKED_IN_CHILD`] blocked until the daemon's handlers exist), runs
+//! the `on_child_launch` handlers, then loops on one thread.
+//!
+//! The daemon is started by `fork()` alone: the child returns from
+//! [`run`] with [`Forked`] and goes on as the daemon, so the program is
+//! loaded once, not twice. That is safe because the launcher has run no
+//! user code and has one thread, which it checks (`/proc/self/stat`) just
+//! before: the child is a whole copy of a process that held no lock, and
+//! may run ordinary code. Every signal is blocked across the fork; the
+//! child gives each signal the launcher caught the disposition exec would
+//! have given it (`SignalPipe::undo_in_child`), closes the launcher's pipe
+//! and its end of the channel, and sets its mask to [`BLOCKED_IN_CHILD`].
+//! It keeps the launcher's argv, kernel name and executable by
+//! construction. Should the launcher have more than one thread (a
+//! library's constructor may start one before `main`), or should its
+//! threads not be countable, it executes `/proc/self/exe` instead, with
+//! the role in [`control::ENV_VAR`], as the daemon was always started
+//! before.
 //!
 //! Every decision is made by [`Machine::step`], a pure function of the
 //! state, one [`Event`] and the time, which returns the [`Action`]s to
@@ -31,7 +46,7 @@
 //!   generation's endpoint how (if one is handing over), so that
 //!   `seamless restart` can report it, then pass the status on.
 //!
-//! The daemon is spawned from this, the main, thread, which lives as long
+//! The daemon is forked from this, the main, thread, which lives as long
 //! as the launcher.
 
 use std::os::fd::AsFd;

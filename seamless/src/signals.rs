@@ -364,7 +364,7 @@ mod tests {
         assert_eq!(after_exec(SIGPIPE, SIG_IGN), Some(SIG_IGN));
         assert_eq!(after_exec(SIGPIPE, SIG_DFL), Some(SIG_DFL));
         // A handler the runtime installed before main is installed again.
-        let handler = a_forked_daemon_gets_what_exec_and_start_up_would_give as usize;
+        let handler = a_forked_daemon_gets_what_exec_and_start_up_would_give as *const () as usize;
         assert_eq!(after_exec(SIGBUS, handler), None);
     }
 
@@ -374,10 +374,8 @@ mod tests {
             // SAFETY: a zeroed sigaction is valid; sigaction only reads.
             let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
             // SAFETY: a null new action only queries.
-            assert_eq!(
-                unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) },
-                0
-            );
+            let queried = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
+            assert_eq!(queried, 0);
             action.sa_sigaction
         };
         // SIGURG: ignored by default, so a stray one harms no other test.
