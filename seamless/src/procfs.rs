@@ -187,10 +187,26 @@ pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
 /// How many threads the calling process has (the launcher checks it is one
 /// before it forks).
 pub(crate) fn threads_of_self() -> io::Result<u64> {
-    let mut text = String::new();
-    File::open("/proc/self/stat")?
-        .take(MAX_PROC_READ)
-        .read_to_string(&mut text)?;
+    // One read of a buffer large enough for the whole line (a few hundred
+    // bytes), rather than read_to_string's growing ones: this is on the
+    // start-up path of every generation.
+    let mut buf = [0u8; 4096];
+    let mut file = File::open("/proc/self/stat")?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+        if len == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "/proc/self/stat is too long",
+            ));
+        }
+    }
+    // The command name may hold any bytes; the fields after it are ASCII.
+    let text = String::from_utf8_lossy(&buf[..len]);
     match parse_stat(&text) {
         Some(stat) if stat.pid == std::process::id() as i32 => Ok(stat.threads),
         _ => Err(io::Error::new(

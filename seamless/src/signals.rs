@@ -155,15 +155,20 @@ impl SignalPipe {
             return;
         };
         for (signal, old) in std::mem::take(previous) {
-            if let Some(disposition) = after_exec(signal, old.sa_sigaction) {
-                // SAFETY: setting the default or the ignore has no
-                // memory-safety consequences; no handler of ours runs in
-                // this process again.
-                unsafe { libc::signal(signal, disposition) };
-            } else {
-                // SAFETY: `old` is the action sigaction(2) gave back.
-                unsafe { libc::sigaction(signal, &old, std::ptr::null_mut()) };
-            }
+            let action = match after_exec(signal, old.sa_sigaction) {
+                Some(disposition) => {
+                    // As exec leaves it: no mask, no flags.
+                    // SAFETY: a zeroed sigaction is a valid value of this C
+                    // struct.
+                    let mut reset: libc::sigaction = unsafe { std::mem::zeroed() };
+                    reset.sa_sigaction = disposition;
+                    reset
+                }
+                None => old,
+            };
+            // SAFETY: the default, the ignore, or the action sigaction(2)
+            // gave back; no handler of ours runs in this process again.
+            unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
         }
         // Drop closes the pipe and frees the slot.
     }
