@@ -31,6 +31,8 @@ pub(crate) struct Args {
     pub(crate) compare_rounds: usize,
     pub(crate) compare_s: u64,
     pub(crate) startup_samples: usize,
+    /// Measure the start-up time only: no restarts, no comparison.
+    pub(crate) startup_only: bool,
     /// Watch `/proc` after each restart to time its steps.
     pub(crate) trace: bool,
     pub(crate) json: Option<PathBuf>,
@@ -40,7 +42,7 @@ pub(crate) struct Args {
 const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
 [--protocols h1,h2,h2-hyper] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
 [--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
-[--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--no-trace] \
+[--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--startup-only] [--no-trace] \
 [--json FILE] [--svg FILE]";
 
 pub(crate) fn parse() -> Args {
@@ -64,6 +66,7 @@ pub(crate) fn parse() -> Args {
         compare_rounds: 5,
         compare_s: 2,
         startup_samples: 30,
+        startup_only: false,
         trace: true,
         json: None,
         svg: None,
@@ -106,6 +109,7 @@ pub(crate) fn parse() -> Args {
             "--compare-rounds" => a.compare_rounds = number(&value()),
             "--compare-s" => a.compare_s = number::<u64>(&value()).max(1),
             "--startup-samples" => a.startup_samples = number(&value()),
+            "--startup-only" => a.startup_only = true,
             "--no-trace" => a.trace = false,
             "--json" => a.json = Some(value().into()),
             "--svg" => a.svg = Some(value().into()),

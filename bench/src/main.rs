@@ -21,6 +21,7 @@
 //! cargo run --release --bin demo        # the axum example, HTTP/1.1 and HTTP/2, 20 restarts
 //! cargo run --release --bin demo -- --servers axum,testd --restarts 100 \
 //!     --json docs/bench.json --svg docs/bench.svg --startup-samples 60
+//! cargo run --release --bin demo -- --servers axum,testd --startup-only
 //! ```
 //!
 //! Modules: `cli` (flags), `servers` (what runs, and the comparison
@@ -54,6 +55,16 @@ fn main() {
 
     let args = cli::parse();
     let bins = servers::build();
+    if args.startup_only {
+        let startup: Vec<_> = args
+            .servers
+            .iter()
+            .filter(|s| matches!(s, Server::Axum | Server::Testd))
+            .map(|&server| run::startup(&bins, server, args.startup_samples))
+            .collect();
+        print!("{}", report::startup(&startup));
+        return;
+    }
     let tools = load::Tools::detect(args.builtin_load);
     eprintln!(
         "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",

@@ -65,6 +65,25 @@ fn p99(p: &Percentiles) -> String {
     ms2(p.p99)
 }
 
+/// One line per server: the start-up time with and without the split.
+pub(crate) fn startup(startup: &[Startup]) -> String {
+    let mut out = String::new();
+    for st in startup {
+        let adds = st.on_ms_median.zip(st.off_ms_median).map(|(a, b)| a - b);
+        writeln!(
+            out,
+            "{}: spawn to first answer, median of {}: seamless off {} ms, on {} ms, the launcher split adds {} ms",
+            st.server,
+            st.samples,
+            ms2(st.off_ms_median),
+            ms2(st.on_ms_median),
+            ms2(adds)
+        )
+        .unwrap();
+    }
+    out
+}
+
 pub(crate) fn text(r: &Report) -> String {
     let s = &r.settings;
     let mut out = String::new();
@@ -197,19 +216,7 @@ pub(crate) fn text(r: &Report) -> String {
         )
         .unwrap();
     }
-    for st in &r.startup {
-        let adds = st.on_ms_median.zip(st.off_ms_median).map(|(a, b)| a - b);
-        writeln!(
-            w,
-            "{}: spawn to first answer, median of {}: seamless off {} ms, on {} ms, the launcher split adds {} ms",
-            st.server,
-            st.samples,
-            ms2(st.off_ms_median),
-            ms2(st.on_ms_median),
-            ms2(adds)
-        )
-        .unwrap();
-    }
+    w.push_str(&startup(&r.startup));
     writeln!(w).unwrap();
     targets(w, r);
     out

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use crate::config::{Config, OnPidFileError, PidFilePath, Signal};
-use crate::daemon::{self, Session};
+use crate::daemon::{self, ChannelEnd, Session};
 use crate::error::Error;
 use crate::{control, launcher, pidfile, report};
 
@@ -112,8 +112,9 @@ impl Builder {
     /// any thread or async runtime exists.
     ///
     /// - In the process the supervisor started, this becomes the launcher:
-    ///   it starts a copy of the executable as the daemon and never
-    ///   returns; it exits with the daemon's status.
+    ///   it forks a copy of itself as the daemon and never returns; it
+    ///   exits with the daemon's status. (It executes the program afresh
+    ///   instead if it finds a thread it did not expect.)
     /// - In the daemon, and when seamless is disabled, it returns the
     ///   [`Session`].
     ///
@@ -162,7 +163,9 @@ impl Builder {
             // a daemon. Single-threaded here: start() runs before user code.
             std::env::remove_var(control::ENV_VAR);
             match value.to_str().and_then(control::parse_env) {
-                Some((launcher, fd)) => return daemon::start_daemon(config, launcher, fd),
+                Some((launcher, fd)) => {
+                    return daemon::start_daemon(config, launcher, ChannelEnd::Inherited(fd))
+                }
                 None => report::warning!(
                     "ignoring malformed {}={:?}; starting as a launcher",
                     control::ENV_VAR,
@@ -182,6 +185,9 @@ impl Builder {
                 _ => return Err(e),
             }
         }
-        match launcher::run(&config, self.child_launch)? {}
+        // Returns only in the daemon forked from the launcher, which never
+        // becomes a launcher itself.
+        let forked = launcher::run(&config, self.child_launch)?;
+        daemon::start_daemon(config, forked.launcher, ChannelEnd::Forked(forked.channel))
     }
 }

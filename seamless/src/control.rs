@@ -8,7 +8,9 @@
 //! socket buffer. The pair doubles as a lifeline: when the launcher dies,
 //! however it dies, the daemon reads end-of-file.
 //!
-//! The daemon learns its end from the environment variable [`ENV_VAR`],
+//! A daemon forked from its launcher (the usual way) gets its end in
+//! memory. A daemon the launcher had to execute afresh (see `launcher`)
+//! learns its end from the environment variable [`ENV_VAR`],
 //! `"<launcher pid>:<fd>"`, which it removes from its own environment.
 
 use std::io;
@@ -16,13 +18,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{self, AddressFamily, MsgFlags, SockFlag, SockType};
 
-/// Marks a process as the daemon of a launcher: `"<launcher pid>:<fd>"`.
+/// Marks an executed process as the daemon of a launcher:
+/// `"<launcher pid>:<fd>"`.
 pub(crate) const ENV_VAR: &str = "SEAMLESS_DAEMON";
 
-/// Signals the daemon starts with blocked (the launcher blocks them between
-/// fork and exec); the daemon unblocks them once its own handlers are
-/// installed, so a restart requested during start-up is neither lost nor
-/// fatal.
+/// Signals the daemon starts with blocked (the forked child blocks them
+/// once the launcher's handlers are undone; an executed daemon has them
+/// blocked between fork and exec); the daemon unblocks them once its own
+/// handlers are installed, so a restart requested during start-up is
+/// neither lost nor fatal.
 pub(crate) const BLOCKED_IN_CHILD: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR2];
 
 /// What one side tells the other.
@@ -78,8 +82,8 @@ pub(crate) struct Channel {
 
 impl Channel {
     /// Creates the pair: the launcher's end, and the daemon's end, both
-    /// close-on-exec (the launcher clears the flag on the daemon's end in
-    /// the child only).
+    /// close-on-exec and non-blocking (when the daemon is executed, the
+    /// launcher clears the flag on the daemon's end in the child only).
     pub(crate) fn pair() -> io::Result<(Channel, Channel)> {
         let (a, b) = socket::socketpair(
             AddressFamily::Unix,

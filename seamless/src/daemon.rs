@@ -340,18 +340,37 @@ struct Successor {
 /// The most successors remembered (the oldest are forgotten).
 const MAX_SUCCESSORS: usize = 32;
 
+/// The daemon's end of the control channel, as it got it.
+#[derive(Debug)]
+pub(crate) enum ChannelEnd {
+    /// Executed by the launcher: the fd named by `SEAMLESS_DAEMON`.
+    Inherited(RawFd),
+    /// Forked from the launcher, which handed it over in memory.
+    Forked(Channel),
+}
+
 /// Start-up of the daemon, the launcher's child.
-pub(crate) fn start_daemon(config: Config, launcher: i32, fd: RawFd) -> Result<Session, Error> {
+pub(crate) fn start_daemon(
+    config: Config,
+    launcher: i32,
+    end: ChannelEnd,
+) -> Result<Session, Error> {
     if nix::unistd::getppid().as_raw() != launcher {
         // The launcher died before we got here (say, a SIGKILL during
         // start-up). Becoming a launcher ourselves would fork a grandchild
         // nobody supervises; the supervisor is already starting a new one.
         return Err(Error::LauncherGone { launcher });
     }
-    // Before any other thread exists: threads started without a name of
-    // their own inherit it.
-    progname::take_from(launcher);
-    let channel = Channel::from_inherited(fd).map_err(Error::ControlChannel)?;
+    let channel = match end {
+        ChannelEnd::Inherited(fd) => {
+            // Before any other thread exists: threads started without a
+            // name of their own inherit it. (A forked daemon has its
+            // launcher's name already.)
+            progname::take_from(launcher);
+            Channel::from_inherited(fd).map_err(Error::ControlChannel)?
+        }
+        ChannelEnd::Forked(channel) => channel,
+    };
     let pid_file = open_pid_file(&config);
     net::set_origin(net::Origin {
         endpoint: config.pid_file.as_deref().map(handover::endpoint_path),

@@ -1,10 +1,25 @@
 //! The launcher: the process the supervisor started.
 //!
-//! It never runs user code. It installs its signal handling, starts a copy
-//! of the executable as the daemon (with the daemon's end of the control
-//! channel and with [`BLOCKED_IN_CHILD`] blocked until the daemon's
-//! handlers exist), runs the `on_child_launch` handlers, then loops on one
-//! thread.
+//! It never runs user code. It installs its signal handling, starts the
+//! daemon (with the daemon's end of the control channel and with
+//! [`BLOCKED_IN_CHILD`] blocked until the daemon's handlers exist), runs
+//! the `on_child_launch` handlers, then loops on one thread.
+//!
+//! The daemon is started by `fork()` alone: the child returns from
+//! [`run`] with [`Forked`] and goes on as the daemon, so the program is
+//! loaded once, not twice. That is safe because the launcher has run no
+//! user code and has one thread, which it checks (`/proc/self/stat`) just
+//! before: the child is a whole copy of a process that held no lock, and
+//! may run ordinary code. Every signal is blocked across the fork; the
+//! child gives each signal the launcher caught the disposition exec would
+//! have given it (`SignalPipe::undo_in_child`), closes the launcher's pipe
+//! and its end of the channel, and sets its mask to [`BLOCKED_IN_CHILD`].
+//! It keeps the launcher's argv, kernel name and executable by
+//! construction. Should the launcher have more than one thread (a
+//! library's constructor may start one before `main`), or should its
+//! threads not be countable, it executes `/proc/self/exe` instead, with
+//! the role in [`control::ENV_VAR`], as the daemon was always started
+//! before.
 //!
 //! Every decision is made by [`Machine::step`], a pure function of the
 //! state, one [`Event`] and the time, which returns the [`Action`]s to
@@ -31,7 +46,7 @@
 //!   generation's endpoint how (if one is handing over), so that
 //!   `seamless restart` can report it, then pass the status on.
 //!
-//! The daemon is spawned from this, the main, thread, which lives as long
+//! The daemon is forked from this, the main, thread, which lives as long
 //! as the launcher.
 
 use std::os::fd::AsFd;
@@ -40,9 +55,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use nix::unistd::{ForkResult, Pid};
 
 use crate::config::Config;
 use crate::control::{self, Channel, Message, Received, BLOCKED_IN_CHILD};
@@ -51,7 +66,7 @@ use crate::handlers::{self, Stage};
 use crate::notify::Notifier;
 use crate::signals::{self, Delivery, SignalPipe};
 use crate::wire::{Ended, Request};
-use crate::{handover, report, sys};
+use crate::{handover, procfs, report, sys};
 
 /// Every catchable signal the launcher forwards (the original's list, less
 /// SIGILL, SIGFPE and SIGSEGV, which only make sense for the faulting
@@ -375,15 +390,65 @@ impl Machine {
 
 // ------------------------------------------------------------------- I/O
 
-/// Runs the launcher until the daemon detaches or exits; returns only if
-/// the daemon could not be started.
+/// Runs the launcher until the daemon detaches or exits. Returns an error
+/// if the daemon could not be started, and [`Forked`] in the daemon forked
+/// from here, which goes on as the daemon: it never runs the
+/// `on_child_launch` handlers, and never becomes a launcher itself.
 pub(crate) fn run(
     config: &Config,
     child_launch: Vec<Box<dyn FnOnce() + Send>>,
-) -> Result<std::convert::Infallible, Error> {
-    let mut launcher = Launcher::start(config)?;
+) -> Result<Forked, Error> {
+    let mut launcher = match Launcher::start(config)? {
+        Split::Launcher(launcher) => launcher,
+        Split::Daemon(forked) => return Ok(forked),
+    };
     handlers::run(Stage::ChildLaunch, child_launch, &|_| {});
     launcher.run()
+}
+
+/// What a daemon forked from its launcher starts from: the same inputs an
+/// executed daemon reads from [`control::ENV_VAR`].
+#[derive(Debug)]
+pub(crate) struct Forked {
+    /// The launcher's pid.
+    pub(crate) launcher: i32,
+    /// The daemon's end of the control channel.
+    pub(crate) channel: Channel,
+}
+
+/// Which side of the split [`Launcher::start`] returns on.
+enum Split {
+    Launcher(Launcher),
+    Daemon(Forked),
+}
+
+/// How the daemon is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// `fork()`, the child going on as the daemon.
+    Fork,
+    /// `fork()` and exec of `/proc/self/exe`, the daemon told its role by
+    /// [`control::ENV_VAR`].
+    Exec,
+}
+
+/// Fork alone is safe only in a process that has one thread: a thread
+/// that does not exist in the child may have held a lock (the allocator's,
+/// stdout's) the child would wait for forever. The launcher has started
+/// none and runs no user code, but a dependency's constructor could have:
+/// then the daemon is executed afresh, as before.
+fn how_to_start() -> Start {
+    match procfs::threads_of_self() {
+        Ok(1) => Start::Fork,
+        Ok(n) => {
+            report::debug!("the launcher has {n} threads: the daemon is executed, not forked");
+            Start::Exec
+        }
+        Err(e) => {
+            report::debug!("cannot count the launcher's threads ({e}): the daemon is executed");
+            Start::Exec
+        }
+    }
 }
 
 struct Launcher {
@@ -397,7 +462,7 @@ struct Launcher {
 }
 
 impl Launcher {
-    fn start(config: &Config) -> Result<Launcher, Error> {
+    fn start(config: &Config) -> Result<Split, Error> {
         // Handlers first: a TERM that arrives while the daemon starts must
         // find them in place.
         let mut caught = vec![libc::SIGTERM, libc::SIGCHLD];
@@ -407,41 +472,28 @@ impl Launcher {
                 caught.push(s as i32);
             }
         }
-        let signals = SignalPipe::install(&caught).map_err(Error::Signals)?;
+        let signals = SignalPipe::install_direct(&caught).map_err(Error::Signals)?;
         let (ours, theirs) = Channel::pair().map_err(Error::ControlChannel)?;
-        let child_fd = theirs.raw_fd();
-
-        let mut args = std::env::args_os();
-        let argv0 = args.next().unwrap_or_default();
-        let mut command = Command::new("/proc/self/exe");
-        command.arg0(argv0).args(args).env(
-            control::ENV_VAR,
-            format!("{}:{}", std::process::id(), child_fd),
-        );
-        // SAFETY: the closure runs in the child between fork and exec and
-        // only makes async-signal-safe calls (sigemptyset, sigaddset,
-        // sigprocmask, fcntl) on values prepared before the fork.
-        unsafe {
-            command.pre_exec(move || {
-                let mut set: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut set);
-                for s in BLOCKED_IN_CHILD {
-                    libc::sigaddset(&mut set, s);
+        let me = std::process::id() as i32;
+        let (child, how) = match how_to_start() {
+            Start::Fork => match fork_daemon().map_err(Error::Spawn)? {
+                Some(child) => (child, "forked"),
+                None => {
+                    // The child: everything the launcher set up is undone
+                    // before it goes on as the daemon.
+                    signals.undo_in_child();
+                    drop(ours);
+                    block_in_child().map_err(Error::Signals)?;
+                    return Ok(Split::Daemon(Forked {
+                        launcher: me,
+                        channel: theirs,
+                    }));
                 }
-                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                // The daemon's end of the control channel survives exec.
-                if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let child = command.spawn().map_err(Error::Spawn)?;
+            },
+            Start::Exec => (exec_daemon(me, &theirs)?, "executed"),
+        };
         drop(theirs);
-        let child = Pid::from_raw(child.id() as i32);
-        report::debug!("launcher {} started daemon {child}", std::process::id());
+        report::debug!("launcher {me} {how} daemon {child}");
         // A previous generation handing over learns of its successor, so
         // that `seamless restart` can name it.
         let handover = config.pid_file.as_deref().map(handover::endpoint_path);
@@ -449,20 +501,15 @@ impl Launcher {
             handover::tell(path, &Request::Spawned(child.as_raw()));
         }
         let notifier = Notifier::from_env();
-        let machine = Machine::new(
-            config,
-            child.as_raw(),
-            std::process::id() as i32,
-            notifier.is_active(),
-        );
-        Ok(Launcher {
+        let machine = Machine::new(config, child.as_raw(), me, notifier.is_active());
+        Ok(Split::Launcher(Launcher {
             handover,
             signals,
             channel: Some(ours),
             child,
             notifier,
             machine,
-        })
+        }))
     }
 
     fn run(&mut self) -> ! {
@@ -560,6 +607,85 @@ impl Launcher {
             };
         }
     }
+}
+
+/// Forks the daemon: `Some(child)` in the launcher, `None` in the child,
+/// which returns with every signal blocked, so that none reaches it while
+/// the launcher's handlers are still installed there (it would write into
+/// the launcher's pipe). The caller has made sure this process has one
+/// thread.
+fn fork_daemon() -> std::io::Result<Option<Pid>> {
+    // Output written but still buffered would be written twice, once by
+    // each process.
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    log::logger().flush();
+    let mut before = SigSet::empty();
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut before),
+    )?;
+    // SAFETY: this process has one thread (`how_to_start`), so the child
+    // is a whole copy of it: no lock is held by a thread that is not
+    // there, and the child may run ordinary code, as it does.
+    let forked = unsafe { nix::unistd::fork() };
+    if !matches!(forked, Ok(ForkResult::Child)) {
+        // Signals that came meanwhile are delivered to the launcher now.
+        pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&before), None)?;
+    }
+    match forked? {
+        ForkResult::Parent { child } => Ok(Some(child)),
+        ForkResult::Child => Ok(None),
+    }
+}
+
+/// The forked daemon's signal mask: [`BLOCKED_IN_CHILD`] and nothing else,
+/// as an executed daemon starts (std clears the mask before exec, the
+/// launcher then blocks these). The daemon unblocks them once its own
+/// handlers exist.
+fn block_in_child() -> std::io::Result<()> {
+    let mut set = SigSet::empty();
+    for s in BLOCKED_IN_CHILD {
+        set.add(Signal::try_from(s)?);
+    }
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&set), None)?;
+    Ok(())
+}
+
+/// Executes `/proc/self/exe` as the daemon, with the same argv and
+/// [`control::ENV_VAR`] naming the launcher and the daemon's end of the
+/// channel.
+fn exec_daemon(me: i32, theirs: &Channel) -> Result<Pid, Error> {
+    let child_fd = theirs.raw_fd();
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_default();
+    let mut command = Command::new("/proc/self/exe");
+    command
+        .arg0(argv0)
+        .args(args)
+        .env(control::ENV_VAR, format!("{me}:{child_fd}"));
+    // SAFETY: the closure runs in the child between fork and exec and
+    // only makes async-signal-safe calls (sigemptyset, sigaddset,
+    // sigprocmask, fcntl) on values prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for s in BLOCKED_IN_CHILD {
+                libc::sigaddset(&mut set, s);
+            }
+            if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The daemon's end of the control channel survives exec.
+            if libc::fcntl(child_fd, libc::F_SETFD, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(Error::Spawn)?;
+    Ok(Pid::from_raw(child.id() as i32))
 }
 
 #[cfg(test)]

@@ -24,8 +24,8 @@
 //! # How it works
 //!
 //! The process the supervisor starts becomes the **launcher**: it never
-//! runs user code; it starts a copy of the executable, the **daemon**, and
-//! stands between the two. A TERM from the supervisor reaches the launcher,
+//! runs user code; it forks a copy of itself, the **daemon**, and stands
+//! between the two. A TERM from the supervisor reaches the launcher,
 //! which asks the daemon to prepare a restart (stage 1: the
 //! [`on_shutdown_request`](macro@on_shutdown_request) handlers run, the
 //! listening sockets are offered for handover). Once the daemon is ready,

@@ -67,6 +67,8 @@ pub(crate) struct Stat {
     pub(crate) pid: i32,
     /// Field 3.
     pub(crate) state: char,
+    /// Field 20: the number of threads.
+    pub(crate) threads: u64,
     /// Field 22.
     pub(crate) start_time: u64,
 }
@@ -170,13 +172,48 @@ pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
     if state_field.next().is_some() {
         return None;
     }
-    // After the state (field 3), the start time is field 22: 18 more on.
-    let start_time = fields.nth(18)?.parse().ok()?;
+    // After the state (field 3), the number of threads is field 20: 16
+    // more on; the start time is field 22, one further.
+    let threads = fields.nth(16)?.parse().ok()?;
+    let start_time = fields.nth(1)?.parse().ok()?;
     Some(Stat {
         pid,
         state,
+        threads,
         start_time,
     })
+}
+
+/// How many threads the calling process has (the launcher checks it is one
+/// before it forks).
+pub(crate) fn threads_of_self() -> io::Result<u64> {
+    // One read of a buffer large enough for the whole line (a few hundred
+    // bytes), rather than read_to_string's growing ones: this is on the
+    // start-up path of every generation.
+    let mut buf = [0u8; 4096];
+    let mut file = File::open("/proc/self/stat")?;
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..])? {
+            0 => break,
+            n => len += n,
+        }
+        if len == buf.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "/proc/self/stat is too long",
+            ));
+        }
+    }
+    // The command name may hold any bytes; the fields after it are ASCII.
+    let text = String::from_utf8_lossy(&buf[..len]);
+    match parse_stat(&text) {
+        Some(stat) if stat.pid == std::process::id() as i32 => Ok(stat.threads),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "/proc/self/stat does not describe this process",
+        )),
+    }
 }
 
 /// The lines of `/proc/PID/status` this crate uses.
@@ -248,6 +285,7 @@ mod tests {
             let expected = Stat {
                 pid: 77,
                 state: 'S',
+                threads: 17,
                 start_time: 4242,
             };
             assert_eq!(parse_stat(&line), Some(expected), "{line}");
@@ -263,6 +301,22 @@ mod tests {
         ] {
             assert_eq!(parse_stat(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn this_process_counts_its_threads() {
+        let before = threads_of_self().unwrap();
+        assert!(before >= 1);
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (up, is_up) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            up.send(threads_of_self().unwrap()).unwrap();
+            let _ = stopped.recv();
+        });
+        // Other tests start and end threads meanwhile: at least one more.
+        assert!(is_up.recv().unwrap() >= 2);
+        drop(stop);
+        thread.join().unwrap();
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! The daemon's kernel name: the same as its launcher's.
 //!
-//! The launcher starts the daemon by executing `/proc/self/exe`, so that a
-//! binary replaced on disk during a deploy cannot make the two processes
+//! A daemon forked from its launcher has its name already. One the
+//! launcher had to execute (see `launcher`) runs `/proc/self/exe`, so that
+//! a binary replaced on disk during a deploy cannot make the two processes
 //! differ. The kernel names a process after the file it executed
-//! (`/proc/PID/comm`, 15 bytes at most), which makes the daemon `exe`:
+//! (`/proc/PID/comm`, 15 bytes at most), which makes that daemon `exe`:
 //! `ps -e`, `pgrep -x`, `top`, `killall` and systemd's log lines would not
-//! find it under the program's name. The daemon copies its launcher's name
-//! onto its main thread (`PR_SET_NAME`), first thing, before any other
-//! thread exists, so threads started later without a name of their own
-//! inherit it too. `argv` is passed through unchanged by the launcher.
+//! find it under the program's name. The executed daemon copies its
+//! launcher's name onto its main thread (`PR_SET_NAME`), first thing,
+//! before any other thread exists, so threads started later without a name
+//! of their own inherit it too. `argv` is passed through unchanged by the
+//! launcher.
 
 use std::ffi::CString;
 

@@ -9,10 +9,26 @@
 //! sent to the launcher alone, and lets it accept a "ready" signal only
 //! from its own daemon.
 //!
+//! The handlers are installed one of two ways:
+//!
+//! - through `signal_hook_registry` ([`SignalPipe::install`], the daemon),
+//!   which chains with every other user of the registry in the process:
+//!   the program may catch signals of its own with `tokio::signal` or
+//!   `signal-hook`;
+//! - directly with `sigaction` ([`SignalPipe::install_direct`], the
+//!   launcher, which runs no user code), keeping each signal's previous
+//!   action. A child forked from the launcher gives each signal what exec
+//!   would have given it ([`SignalPipe::undo_in_child`]). The registry
+//!   could not give that: it never uninstalls its handler, and a signal it
+//!   has seen once keeps a slot to which later registrations (the
+//!   daemon's, tokio's) are added without a `sigaction`, so resetting a
+//!   disposition behind its back would leave them deaf.
+//!
 //! This module imports no other module of the crate.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -45,40 +61,31 @@ const RECORD: usize = 12;
 /// Installed handlers for a set of signals, and the pipe they write into.
 pub(crate) struct SignalPipe {
     read: OwnedFd,
-    // Kept open for the handlers for as long as they are registered.
+    // Kept open for the handlers for as long as they are installed.
     _write: OwnedFd,
-    ids: Vec<signal_hook_registry::SigId>,
+    handlers: Handlers,
 }
 
+/// How a [`SignalPipe`]'s handlers were installed, and how to remove them.
+enum Handlers {
+    Registry(Vec<signal_hook_registry::SigId>),
+    /// Each signal with the action it had before.
+    Direct(Vec<(i32, libc::sigaction)>),
+}
+
+/// The write end of the pipe of the one [`SignalPipe::install_direct`] in
+/// the process, or -1.
+static DIRECT_WRITE: AtomicI32 = AtomicI32::new(-1);
+
 impl SignalPipe {
-    /// Installs a recording handler for each signal in `signals`.
+    /// Installs a recording handler for each signal in `signals`, through
+    /// the registry.
     pub(crate) fn install(signals: &[i32]) -> io::Result<SignalPipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let raw_write = write.as_raw_fd();
         let mut ids = Vec::with_capacity(signals.len());
         for &signal in signals {
-            let action = move |info: &libc::siginfo_t| {
-                // SAFETY: reading the sender's pid from the siginfo union is
-                // a plain memory read of a structure the kernel filled in
-                // (zeroed where unused); it is only interpreted when si_code
-                // says a process sent the signal.
-                let pid = unsafe { info.si_pid() };
-                let record = encode(Delivery {
-                    signal,
-                    code: info.si_code,
-                    pid,
-                });
-                // SAFETY: errno is thread-local; saving and restoring it
-                // keeps the interrupted code's errno intact. write(2) is
-                // async-signal-safe; a full pipe drops the record, which is
-                // harmless because signals of one kind coalesce anyway.
-                unsafe {
-                    let errno = libc::__errno_location();
-                    let saved = *errno;
-                    libc::write(raw_write, record.as_ptr().cast(), RECORD);
-                    *errno = saved;
-                }
-            };
+            let action = move |info: &libc::siginfo_t| record(raw_write, signal, info);
             // SAFETY: the action only calls write(2) and touches errno,
             // both async-signal-safe; the fd it writes to lives as long as
             // this SignalPipe, which unregisters the action on drop.
@@ -88,8 +95,82 @@ impl SignalPipe {
         Ok(SignalPipe {
             read,
             _write: write,
-            ids,
+            handlers: Handlers::Registry(ids),
         })
+    }
+
+    /// Installs a recording handler for each signal in `signals` with
+    /// `sigaction`, keeping the actions they replace. One such pipe exists
+    /// in a process at a time (the launcher's).
+    pub(crate) fn install_direct(signals: &[i32]) -> io::Result<SignalPipe> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        if DIRECT_WRITE
+            .compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "signal handlers are already installed directly",
+            ));
+        }
+        let mut pipe = SignalPipe {
+            read,
+            _write: write,
+            handlers: Handlers::Direct(Vec::with_capacity(signals.len())),
+        };
+        for &signal in signals {
+            // SAFETY: a zeroed sigaction is a valid value of this C struct
+            // (empty mask, no flags); every field that matters is set below.
+            let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+            new.sa_sigaction = record_direct as *const () as libc::sighandler_t;
+            // The flags signal_hook_registry uses, so that both ways
+            // interrupt system calls alike.
+            new.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            // SAFETY: as above.
+            let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: both pointers are valid for the call; the handler only
+            // makes async-signal-safe calls (see `record`).
+            if unsafe { libc::sigaction(signal, &new, &mut old) } != 0 {
+                // Dropping `pipe` puts back what was already replaced.
+                return Err(io::Error::last_os_error());
+            }
+            if let Handlers::Direct(previous) = &mut pipe.handlers {
+                previous.push((signal, old));
+            }
+        }
+        Ok(pipe)
+    }
+
+    /// In the child of a fork (with every signal blocked): gives each
+    /// signal the disposition exec followed by the program's own start-up
+    /// would give it, closes the pipe, and leaves the registry as it was.
+    /// Exec resets a caught signal to the default, even one that was
+    /// ignored before the handler replaced the ignore; the runtime's
+    /// start-up then installs what it installs before `main`: std ignores
+    /// SIGPIPE, and its handler for SIGBUS (a stack overflow) was the
+    /// previous action, so it is put back.
+    pub(crate) fn undo_in_child(mut self) {
+        let Handlers::Direct(previous) = &mut self.handlers else {
+            debug_assert!(false, "only a direct pipe is undone after a fork");
+            return;
+        };
+        for (signal, old) in std::mem::take(previous) {
+            let action = match after_exec(signal, old.sa_sigaction) {
+                Some(disposition) => {
+                    // As exec leaves it: no mask, no flags.
+                    // SAFETY: a zeroed sigaction is a valid value of this C
+                    // struct.
+                    let mut reset: libc::sigaction = unsafe { std::mem::zeroed() };
+                    reset.sa_sigaction = disposition;
+                    reset
+                }
+                None => old,
+            };
+            // SAFETY: the default, the ignore, or the action sigaction(2)
+            // gave back; no handler of ours runs in this process again.
+            unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) };
+        }
+        // Drop closes the pipe and frees the slot.
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -119,9 +200,68 @@ impl SignalPipe {
 
 impl Drop for SignalPipe {
     fn drop(&mut self) {
-        for id in self.ids.drain(..) {
-            signal_hook_registry::unregister(id);
+        match &mut self.handlers {
+            Handlers::Registry(ids) => {
+                for id in ids.drain(..) {
+                    signal_hook_registry::unregister(id);
+                }
+            }
+            Handlers::Direct(previous) => {
+                for (signal, old) in previous.drain(..) {
+                    // SAFETY: `old` is the action sigaction(2) gave back for
+                    // this signal; putting it back is what the process had.
+                    unsafe { libc::sigaction(signal, &old, std::ptr::null_mut()) };
+                }
+                // No handler of ours is left to write into the pipe, which
+                // closes when `self` is gone.
+                DIRECT_WRITE.store(-1, Ordering::SeqCst);
+            }
         }
+    }
+}
+
+/// The disposition a signal that had `previous` before the launcher caught
+/// it gets in its forked daemon: the default or the ignore, or `None` for
+/// the previous handler itself (see [`SignalPipe::undo_in_child`]).
+fn after_exec(signal: i32, previous: libc::sighandler_t) -> Option<libc::sighandler_t> {
+    match previous {
+        libc::SIG_IGN if signal == libc::SIGPIPE => Some(libc::SIG_IGN),
+        libc::SIG_DFL | libc::SIG_IGN => Some(libc::SIG_DFL),
+        _ => None,
+    }
+}
+
+/// The handler [`SignalPipe::install_direct`] installs.
+extern "C" fn record_direct(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    let fd = DIRECT_WRITE.load(Ordering::SeqCst);
+    // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler;
+    // a null one is refused rather than read.
+    if let (true, Some(info)) = (fd >= 0, unsafe { info.as_ref() }) {
+        record(fd, signal, info);
+    }
+}
+
+/// Writes one record for `signal` into `fd`: async-signal-safe.
+fn record(fd: RawFd, signal: i32, info: &libc::siginfo_t) {
+    // SAFETY: reading the sender's pid from the siginfo union is a plain
+    // memory read of a structure the kernel filled in (zeroed where
+    // unused); it is only interpreted when si_code says a process sent the
+    // signal.
+    let pid = unsafe { info.si_pid() };
+    let record = encode(Delivery {
+        signal,
+        code: info.si_code,
+        pid,
+    });
+    // SAFETY: errno is thread-local; saving and restoring it keeps the
+    // interrupted code's errno intact. write(2) is async-signal-safe; a full
+    // pipe drops the record, which is harmless because signals of one kind
+    // coalesce anyway.
+    unsafe {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        libc::write(fd, record.as_ptr().cast(), RECORD);
+        *errno = saved;
     }
 }
 
@@ -217,5 +357,53 @@ mod tests {
         assert_eq!(got[0].signal, libc::SIGWINCH);
         assert!(got[0].sent_by_process());
         assert_eq!(got[0].pid, std::process::id() as i32);
+    }
+
+    #[test]
+    fn a_forked_daemon_gets_what_exec_and_start_up_would_give() {
+        use libc::{SIGBUS, SIGHUP, SIGPIPE, SIG_DFL, SIG_IGN};
+        // Caught by the launcher, so reset by exec, ignored or not before.
+        assert_eq!(after_exec(SIGHUP, SIG_IGN), Some(SIG_DFL));
+        assert_eq!(after_exec(SIGHUP, SIG_DFL), Some(SIG_DFL));
+        // std ignores SIGPIPE before main, in the daemon too.
+        assert_eq!(after_exec(SIGPIPE, SIG_IGN), Some(SIG_IGN));
+        assert_eq!(after_exec(SIGPIPE, SIG_DFL), Some(SIG_DFL));
+        // A handler the runtime installed before main is installed again.
+        let handler = a_forked_daemon_gets_what_exec_and_start_up_would_give as *const () as usize;
+        assert_eq!(after_exec(SIGBUS, handler), None);
+    }
+
+    #[test]
+    fn direct_handlers_record_and_put_the_previous_action_back() {
+        let current = |signal| {
+            // SAFETY: a zeroed sigaction is valid; sigaction only reads.
+            let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+            // SAFETY: a null new action only queries.
+            let queried = unsafe { libc::sigaction(signal, std::ptr::null(), &mut action) };
+            assert_eq!(queried, 0);
+            action.sa_sigaction
+        };
+        // SIGURG: ignored by default, so a stray one harms no other test.
+        let before = current(libc::SIGURG);
+        let pipe = SignalPipe::install_direct(&[libc::SIGURG]).unwrap();
+        assert_ne!(current(libc::SIGURG), before);
+        assert!(SignalPipe::install_direct(&[libc::SIGURG]).is_err());
+        // SAFETY: kill on our own pid with a signal we handle.
+        unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            got = pipe.drain();
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(got[0].signal, libc::SIGURG);
+        assert_eq!(got[0].pid, std::process::id() as i32);
+        drop(pipe);
+        assert_eq!(current(libc::SIGURG), before);
+        // The slot is free again.
+        drop(SignalPipe::install_direct(&[libc::SIGURG]).unwrap());
+        assert_eq!(current(libc::SIGURG), before);
     }
 }

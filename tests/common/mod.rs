@@ -79,7 +79,12 @@ impl Sandbox {
     }
 
     pub(crate) fn command(&self) -> Command {
-        let mut c = Command::new(TESTD);
+        self.command_of(TESTD)
+    }
+
+    /// [`command`](Sandbox::command) for another test program.
+    pub(crate) fn command_of(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
         c.env("TESTD_PID_FILE", self.pid_file())
             .env("TESTD_ADDR", format!("127.0.0.1:{}", self.port))
             .env("TESTD_EVENTS", self.events_file())
