@@ -366,8 +366,8 @@ impl<I> TrackedIo<I> {
     fn check(&mut self, cx: &mut Context<'_>, side: Side) -> Option<io::Error> {
         if self.track.upgraded.load(Ordering::Acquire) {
             let given = match side {
+                Side::Read | Side::Task => &mut self.given_read,
                 Side::Write => &mut self.given_write,
-                _ => &mut self.given_read,
             };
             if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 self.track.set_waker(side, cx.waker());
