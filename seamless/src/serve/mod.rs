@@ -203,7 +203,7 @@ where
     builder.http2().enable_connect_protocol();
     let builder = Arc::new(builder);
     // Numbers the connections for `Shared`'s shards; the accept loop's own,
-    // so that an accept writes to no counter shared with the connections.
+    // so that choosing a shard writes nothing shared.
     let mut accepted_count: u64 = 0;
     loop {
         let accepted = tokio::select! {
