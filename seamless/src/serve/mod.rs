@@ -3,19 +3,25 @@
 //! that lets each one finish without losing a request.
 //!
 //! This module owns the rules; `track` counts what each connection has in
-//! flight, `service` marks the responses given during the drain. The rules,
-//! in the order a restart meets them:
+//! flight, `service` marks the responses given during the drain. While the
+//! server serves, a request writes only to its own connection's state: the
+//! state shared between connections is the phase, which a connection only
+//! reads, and the registry the drain wakes the connections from, touched
+//! once at the accept and once at the close, in one of several shards
+//! (see `track`). The rules, in the order a restart meets them:
 //!
 //! 1. **Stop accepting, drop the listener.** With a handed-over socket the
 //!    next generation accepts from the same kernel queue, so connections
 //!    still queued are its to serve.
-//! 2. **HTTP/1.1: never close a connection under a request.** Every response
-//!    finished after the shutdown began carries `Connection: close`, and
-//!    hyper closes the connection once it is written. A connection with no
-//!    request in flight and no byte received for `idle_linger` is then
-//!    closed. A connection accepted but not read yet is one of these: the
-//!    request it was opened for gets `idle_linger` to arrive, is served,
-//!    and the connection closes after the answer.
+//! 2. **HTTP/1.1: never close a connection under a request.** The drain
+//!    wakes every connection's driver; from then on every response it
+//!    finishes carries `Connection: close` (a flag of the connection's own,
+//!    which its driver sets before it polls hyper), and hyper closes the
+//!    connection once it is written. A connection with no request in
+//!    flight and no byte received for `idle_linger` is then closed. A
+//!    connection accepted but not read yet is one of these: the request it
+//!    was opened for gets `idle_linger` to arrive, is served, and the
+//!    connection closes after the answer.
 //! 3. **HTTP/2:** hyper's graceful shutdown, the two-step GOAWAY (the
 //!    highest stream id and a PING, then the last stream processed).
 //!    Streams in flight finish; the client opens new ones on a new
@@ -49,7 +55,7 @@ use tokio::time::Instant;
 
 use crate::report;
 use service::DrainService;
-use track::{Shared, TrackedIo};
+use track::{Phase, Shared, Side, Track, TrackedIo};
 
 /// How long a connection may stay idle once the shutdown began, by default.
 ///
@@ -196,6 +202,9 @@ where
     // WebSockets over HTTP/2 (RFC 8441), as axum::serve allows them.
     builder.http2().enable_connect_protocol();
     let builder = Arc::new(builder);
+    // Numbers the connections for `Shared`'s shards; the accept loop's own,
+    // so that choosing a shard writes nothing shared.
+    let mut accepted_count: u64 = 0;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -203,7 +212,11 @@ where
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok(io) => spawn_connection(io, service.clone(), &builder, &shared),
+            Ok(io) => {
+                let track = shared.register(accepted_count);
+                accepted_count = accepted_count.wrapping_add(1);
+                spawn_connection(io, track, service.clone(), &builder, &shared);
+            }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
                 // Out of file descriptors and the like: wait, as hyper's
@@ -244,6 +257,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 fn spawn_connection<I, S, B>(
     io: I,
+    track: Arc<Track>,
     service: S,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     shared: &Arc<Shared>,
@@ -256,14 +270,15 @@ fn spawn_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let track = shared.register();
     let io = TokioIo::new(TrackedIo::new(io, track.clone(), shared.clone()));
-    let service = DrainService::new(service, track.clone(), shared.clone());
+    let service = DrainService::new(service, track.clone());
     let (builder, shared) = (builder.clone(), shared.clone());
     tokio::spawn(async move {
         let conn = builder.serve_connection_with_upgrades(io, service);
         let mut conn = pin!(conn);
         let idle_linger = shared.options.idle_linger;
+        // Whether this task saw the shutdown begin.
+        let mut draining = false;
         // Whether hyper was told to close (graceful_shutdown).
         let mut closing = false;
         // The idle check: a timer and the activity count it started from.
@@ -273,17 +288,26 @@ fn spawn_connection<I, S, B>(
         let mut given: Option<Waker> = None;
         let done = poll_fn(|cx| {
             if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                track.set_task_waker(cx.waker());
+                track.set_waker(Side::Task, cx.waker());
                 given = Some(cx.waker().clone());
+            }
+            // Read after the waker is given: a phase stored after this
+            // read wakes the task again. A load of a line nobody writes
+            // until the drain.
+            let phase = shared.phase();
+            if phase >= Phase::Draining && !draining {
+                // Rule 2, before hyper polls the responses that read it.
+                track.begin_draining();
+                draining = true;
             }
             if let Poll::Ready(result) = conn.as_mut().poll(cx) {
                 return Poll::Ready(Some(result));
             }
-            if shared.is_cut() {
+            if phase == Phase::Cut {
                 // Rule 6: the deadline passed.
                 return Poll::Ready(None);
             }
-            if closing || !shared.is_draining() {
+            if closing || !draining {
                 return Poll::Pending;
             }
             if track.is_h2() {

@@ -1,6 +1,7 @@
 //! The service wrapper: counts each request from its call to the end of its
 //! response body, and marks HTTP/1 responses given during the drain with
-//! `Connection: close`.
+//! `Connection: close`. A request touches only its own connection's
+//! [`Track`], never the server's shared state.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,22 +13,17 @@ use ::hyper::header::{HeaderValue, CONNECTION};
 use ::hyper::{Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
-use super::track::{Shared, Track};
+use super::track::Track;
 
 /// The user's service, seen through the drain.
 pub(crate) struct DrainService<S> {
     inner: S,
     track: Arc<Track>,
-    shared: Arc<Shared>,
 }
 
 impl<S> DrainService<S> {
-    pub(crate) fn new(inner: S, track: Arc<Track>, shared: Arc<Shared>) -> DrainService<S> {
-        DrainService {
-            inner,
-            track,
-            shared,
-        }
+    pub(crate) fn new(inner: S, track: Arc<Track>) -> DrainService<S> {
+        DrainService { inner, track }
     }
 }
 
@@ -67,7 +63,7 @@ where
             return DrainFuture {
                 inner: self.inner.call(request),
                 in_flight: None,
-                shared: None,
+                may_close: false,
             };
         }
         // A tunnel's answer must not be turned into a close.
@@ -76,7 +72,7 @@ where
         DrainFuture {
             inner: self.inner.call(request),
             in_flight: Some(in_flight),
-            shared: may_close.then(|| self.shared.clone()),
+            may_close,
         }
     }
 }
@@ -87,8 +83,8 @@ pin_project! {
         #[pin]
         inner: F,
         in_flight: Option<InFlight>,
-        // Set for an HTTP/1 answer that may carry `Connection: close`.
-        shared: Option<Arc<Shared>>,
+        // An HTTP/1 answer that may carry `Connection: close`.
+        may_close: bool,
     }
 }
 
@@ -109,16 +105,20 @@ where
             Poll::Ready(Ok(response)) => response,
         };
         let in_flight = this.in_flight.take();
-        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(InFlight(track)) = &in_flight {
+        // HTTP/1 only: HTTP/2 streams have nothing in flight here.
+        if let Some(InFlight(track)) = &in_flight {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 track.mark_upgraded();
+            } else if *this.may_close && track.is_draining() {
+                // Rule 2: hyper closes the connection once this is
+                // written, and the client knows not to send on it again.
+                // The flag is the connection's own, set by its driver
+                // (the task polling this future) when it saw the shutdown
+                // begin.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
             }
-        } else if this.shared.as_ref().is_some_and(|s| s.is_draining()) {
-            // Rule 2: hyper closes the connection once this is written,
-            // and the client knows not to send on it again.
-            response
-                .headers_mut()
-                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(response.map(|inner| TrackedBody { inner, in_flight })))
     }

@@ -349,3 +349,27 @@ async fn upgraded_connections_close_at_the_shutdown_when_asked() {
     server.finished().await;
     assert!(!echoes(&mut conn).await, "closed by the drain");
 }
+
+#[tokio::test]
+async fn an_upgrade_during_the_drain_gets_its_101_before_it_is_closed() {
+    let mut server = Server::start(Options {
+        upgrades: Upgrades::Close,
+        ..Options::default()
+    })
+    .await;
+    let mut conn = connect(server.addr).await;
+    send(&mut conn, "/").await;
+    read_response(&mut conn).await;
+    server.shut_down();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    conn.get_mut()
+        .write_all(
+            b"GET /upgrade HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let (status, _, _) = read_response(&mut conn).await;
+    assert_eq!(status, 101, "the answer is written whole");
+    server.finished().await;
+    assert!(!echoes(&mut conn).await, "then closed by the drain");
+}

@@ -1,15 +1,25 @@
 //! What the drain knows about each connection, and the I/O wrapper that
 //! learns it.
 //!
-//! [`Shared`] is one per server: the phase (serving, draining, cut), the
-//! live connections (a connection counts from its accept to the drop of
-//! its socket, upgraded ones included) and the wakers to call when the
-//! phase changes. [`Track`] is one per connection: requests in flight, an
-//! activity count (bytes received, responses finished), the protocol.
+//! [`Shared`] is one per server, and nothing on a request's path writes to
+//! it. It holds the phase (serving, draining, cut), stored twice in a
+//! server's life and otherwise only read; the count of live connections (a
+//! connection counts from its accept to the drop of its socket, upgraded
+//! ones included), changed once at the accept and once at the close; and
+//! the live connections themselves, in shards, so that the drain can wake
+//! each one. A connection's shard is its accept number modulo the number
+//! of shards: consecutive connections, whose closes come from different
+//! workers, take different locks, and no lock is common to all accepts and
+//! closes.
+//!
+//! [`Track`] is one per connection: requests in flight, an activity count
+//! (bytes received, responses finished), the protocol, whether its driver
+//! saw the drain begin, and the wakers the drain calls. Only the
+//! connection's own tasks write to it.
+//!
 //! [`TrackedIo`] counts what is read, recognises HTTP/2 by its preface, and
 //! fails the I/O of a connection the drain cut.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -21,23 +31,44 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{Options, Upgrades};
 
-const SERVING: u8 = 0;
-const DRAINING: u8 = 1;
-const CUT: u8 = 2;
+/// Where the server is in its life; only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Phase {
+    Serving,
+    /// The shutdown began: the drain's rules apply.
+    Draining,
+    /// The deadline passed: every connection is closed.
+    Cut,
+}
+
+impl Phase {
+    fn from_u8(phase: u8) -> Phase {
+        match phase {
+            0 => Phase::Serving,
+            1 => Phase::Draining,
+            _ => Phase::Cut,
+        }
+    }
+}
 
 /// The state a server's connections share.
 pub(crate) struct Shared {
     pub(crate) options: Options,
+    /// A [`Phase`]. Read on every poll of every connection, written twice:
+    /// its cache line stays in every core's cache until the drain.
     phase: AtomicU8,
-    conns: Mutex<Conns>,
-    /// Woken when the last connection is gone.
+    live: AtomicUsize,
+    shards: Box<[Mutex<Shard>]>,
+    /// Woken when the last connection is gone during the drain.
     serve_waker: Mutex<Option<Waker>>,
 }
 
+/// Some of the live connections: a slab, so that a connection's slot is
+/// found without a search.
 #[derive(Default)]
-struct Conns {
-    next_id: u64,
-    live: HashMap<u64, Arc<Track>>,
+struct Shard {
+    slots: Vec<Option<Arc<Track>>>,
+    free: Vec<usize>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -52,49 +83,71 @@ fn keep_waker(slot: &mut Option<Waker>, waker: &Waker) {
 
 impl Shared {
     pub(crate) fn new(options: Options) -> Shared {
+        // A few shards per worker: accepts and closes on different workers
+        // rarely meet on one lock.
+        let workers = std::thread::available_parallelism().map_or(4, |n| n.get());
         Shared {
             options,
-            phase: AtomicU8::new(SERVING),
-            conns: Mutex::new(Conns::default()),
+            phase: AtomicU8::new(Phase::Serving as u8),
+            live: AtomicUsize::new(0),
+            shards: (0..workers * 4).map(|_| Mutex::default()).collect(),
             serve_waker: Mutex::new(None),
         }
     }
 
-    /// True once the shutdown began: responses carry `Connection: close`.
-    pub(crate) fn is_draining(&self) -> bool {
-        self.phase.load(Ordering::Acquire) >= DRAINING
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::SeqCst))
     }
 
-    /// True once the deadline passed: every connection is closed.
-    pub(crate) fn is_cut(&self) -> bool {
-        self.phase.load(Ordering::Acquire) == CUT
+    /// Whether the I/O of `track`'s connection fails: at the deadline, and
+    /// from the shutdown on for an upgraded connection with
+    /// [`Upgrades::Close`] once the application owns it (its `101` is
+    /// written).
+    fn is_cut(&self, track: &Track) -> bool {
+        match self.phase() {
+            Phase::Serving => false,
+            Phase::Draining => {
+                self.options.upgrades == Upgrades::Close && track.handed_off.load(Ordering::SeqCst)
+            }
+            Phase::Cut => true,
+        }
     }
 
-    /// A new connection, live until its [`TrackedIo`] is dropped.
-    pub(crate) fn register(&self) -> Arc<Track> {
-        let mut conns = lock(&self.conns);
-        let id = conns.next_id;
-        conns.next_id += 1;
+    /// A new connection, the `number`th accepted, live until its
+    /// [`TrackedIo`] is dropped.
+    pub(crate) fn register(&self, number: u64) -> Arc<Track> {
+        let shard = (number % self.shards.len() as u64) as usize;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let mut s = lock(&self.shards[shard]);
+        let slot = s.free.pop().unwrap_or_else(|| {
+            s.slots.push(None);
+            s.slots.len() - 1
+        });
         let track = Arc::new(Track {
-            id,
+            shard,
+            slot,
             in_flight: AtomicUsize::new(0),
             activity: AtomicU64::new(0),
             h2: AtomicBool::new(false),
             upgraded: AtomicBool::new(false),
-            cut: AtomicBool::new(false),
+            handed_off: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             wakers: Mutex::new(Wakers::default()),
         });
-        conns.live.insert(id, track.clone());
+        s.slots[slot] = Some(track.clone());
         track
     }
 
-    fn unregister(&self, id: u64) {
-        let empty = {
-            let mut conns = lock(&self.conns);
-            conns.live.remove(&id);
-            conns.live.is_empty()
-        };
-        if empty && self.is_draining() {
+    fn unregister(&self, track: &Track) {
+        {
+            let mut s = lock(&self.shards[track.shard]);
+            s.slots[track.slot] = None;
+            s.free.push(track.slot);
+        }
+        // The phase is read after the count: `poll_all_closed` stores its
+        // waker before it reads the count, and `begin_drain` stores the
+        // phase before the server first polls it.
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 && self.phase() != Phase::Serving {
             if let Some(w) = lock(&self.serve_waker).take() {
                 w.wake();
             }
@@ -102,59 +155,58 @@ impl Shared {
     }
 
     /// The shutdown began: wake every connection so that it applies the
-    /// drain's rules; with [`Upgrades::Close`], cut the upgraded ones.
+    /// drain's rules (and, with [`Upgrades::Close`], an upgraded one finds
+    /// its I/O cut).
     pub(crate) fn begin_drain(&self) {
-        self.phase.store(DRAINING, Ordering::Release);
-        let close_upgraded = self.options.upgrades == Upgrades::Close;
-        for track in self.live() {
-            if close_upgraded && track.upgraded.load(Ordering::Acquire) {
-                track.cut.store(true, Ordering::Release);
-            }
-            track.wake_all();
-        }
+        self.phase.store(Phase::Draining as u8, Ordering::SeqCst);
+        self.wake_all();
     }
 
     /// The deadline passed: cut every connection left; returns how many.
     pub(crate) fn cut_all(&self) -> usize {
-        self.phase.store(CUT, Ordering::Release);
-        let live = self.live();
-        for track in &live {
-            track.cut.store(true, Ordering::Release);
-            track.wake_all();
-        }
-        live.len()
+        self.phase.store(Phase::Cut as u8, Ordering::SeqCst);
+        self.wake_all();
+        self.live.load(Ordering::SeqCst)
     }
 
-    /// The HTTP part of a connection is over. If it was upgraded and the
-    /// drain closes upgrades, its I/O fails from now on.
+    /// Wakes the tasks of every live connection, one shard at a time and
+    /// outside its lock.
+    fn wake_all(&self) {
+        for shard in self.shards.iter() {
+            let tracks: Vec<Arc<Track>> = lock(shard).slots.iter().flatten().cloned().collect();
+            for track in tracks {
+                track.wake_all();
+            }
+        }
+    }
+
+    /// The HTTP part of a connection is over. If it was upgraded, the
+    /// application owns it now, and the drain may cut it.
     pub(crate) fn connection_ended(&self, track: &Track) {
-        if track.upgraded.load(Ordering::Acquire)
-            && self.is_draining()
-            && self.options.upgrades == Upgrades::Close
-        {
-            track.cut.store(true, Ordering::Release);
-            track.wake_all();
+        if track.upgraded.load(Ordering::Acquire) {
+            track.handed_off.store(true, Ordering::SeqCst);
+            if self.is_cut(track) {
+                track.wake_all();
+            }
         }
     }
 
     /// Ready when no connection is left.
     pub(crate) fn poll_all_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
         keep_waker(&mut lock(&self.serve_waker), cx.waker());
-        if lock(&self.conns).live.is_empty() {
+        if self.live.load(Ordering::SeqCst) == 0 {
             Poll::Ready(())
         } else {
             Poll::Pending
         }
     }
-
-    fn live(&self) -> Vec<Arc<Track>> {
-        lock(&self.conns).live.values().cloned().collect()
-    }
 }
 
 /// One connection, as the drain sees it.
 pub(crate) struct Track {
-    id: u64,
+    /// Where [`Shared`] keeps it.
+    shard: usize,
+    slot: usize,
     /// Requests whose response is not finished (the service's future, then
     /// the response body).
     in_flight: AtomicUsize,
@@ -164,19 +216,31 @@ pub(crate) struct Track {
     h2: AtomicBool,
     /// A `101 Switching Protocols` was sent.
     upgraded: AtomicBool,
-    /// The drain closed this connection: its I/O fails.
-    cut: AtomicBool,
+    /// The HTTP part of an upgraded connection is over: the application
+    /// owns the socket.
+    handed_off: AtomicBool,
+    /// The connection's driver saw the shutdown begin: HTTP/1 responses
+    /// carry `Connection: close` from now on. Written by that task only,
+    /// before it polls the responses that read it.
+    draining: AtomicBool,
     wakers: Mutex<Wakers>,
 }
 
-#[derive(Default)]
-struct Wakers {
+/// Which of a connection's tasks a waker belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
     /// The task driving the HTTP connection.
-    task: Option<Waker>,
+    Task,
     /// The tasks using the connection after an upgrade.
-    read: Option<Waker>,
-    write: Option<Waker>,
+    Read,
+    Write,
 }
+
+/// The wakers the drain calls, one per [`Side`]. Locked when a task gives a
+/// new waker (once per task, as each side keeps what it gave) and when the
+/// drain wakes the connection: never per read or write.
+#[derive(Default)]
+struct Wakers([Option<Waker>; 3]);
 
 impl Track {
     pub(crate) fn in_flight(&self) -> usize {
@@ -199,6 +263,16 @@ impl Track {
         self.upgraded.store(true, Ordering::Release);
     }
 
+    /// Whether an HTTP/1 response finished now carries `Connection: close`.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The connection's driver saw the shutdown begin.
+    pub(crate) fn begin_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
     pub(crate) fn request_began(&self) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
     }
@@ -208,22 +282,17 @@ impl Track {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn set_task_waker(&self, waker: &Waker) {
-        keep_waker(&mut lock(&self.wakers).task, waker);
+    /// Gives the drain `side`'s waker. The caller keeps a copy and calls
+    /// this only when its waker changes.
+    pub(crate) fn set_waker(&self, side: Side, waker: &Waker) {
+        keep_waker(&mut lock(&self.wakers).0[side as usize], waker);
     }
 
-    /// Wakes the connection's tasks. The wakers stay: the connection task
-    /// gives its waker once, not at every poll, and must be woken again
-    /// by a later event (the deadline after the drain began).
+    /// Wakes the connection's tasks. The wakers stay: each task gives its
+    /// waker once, not at every poll, and must be woken again by a later
+    /// event (the deadline after the drain began).
     fn wake_all(&self) {
-        let wakers: Vec<Waker> = {
-            let w = lock(&self.wakers);
-            [&w.task, &w.read, &w.write]
-                .into_iter()
-                .flatten()
-                .cloned()
-                .collect()
-        };
+        let wakers: Vec<Waker> = lock(&self.wakers).0.iter().flatten().cloned().collect();
         for w in wakers {
             w.wake();
         }
@@ -246,6 +315,10 @@ pub(crate) struct TrackedIo<I> {
     sniffing: Option<usize>,
     /// The lingering close under way: its time limit.
     lingering: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The wakers an upgraded connection's reads and writes last gave the
+    /// drain, compared here so that a read or a write takes no lock.
+    given_read: Option<Waker>,
+    given_write: Option<Waker>,
 }
 
 /// How long a closing connection goes on reading (and discarding) what the
@@ -268,6 +341,8 @@ impl<I> TrackedIo<I> {
             shared,
             sniffing: Some(0),
             lingering: None,
+            given_read: None,
+            given_write: None,
         }
     }
 
@@ -285,31 +360,32 @@ impl<I> TrackedIo<I> {
         }
     }
 
-    /// For a cut connection, the error every call returns; for an upgraded
-    /// one, keeps the waker so that a cut wakes it.
-    fn check(&self, cx: &mut Context<'_>, write: bool) -> Option<io::Error> {
-        if self.track.cut.load(Ordering::Acquire) {
-            return Some(io::Error::new(
+    /// For a cut connection, the error every call returns. An upgraded
+    /// connection first gives the drain its waker, if it changed, so that
+    /// a cut wakes it: given before the phase is read, it cannot miss one.
+    fn check(&mut self, cx: &mut Context<'_>, side: Side) -> Option<io::Error> {
+        if self.track.upgraded.load(Ordering::Acquire) {
+            let given = match side {
+                Side::Read | Side::Task => &mut self.given_read,
+                Side::Write => &mut self.given_write,
+            };
+            if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.track.set_waker(side, cx.waker());
+                *given = Some(cx.waker().clone());
+            }
+        }
+        self.shared.is_cut(&self.track).then(|| {
+            io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "closed by the server's graceful shutdown",
-            ));
-        }
-        if self.track.upgraded.load(Ordering::Acquire) {
-            let mut wakers = lock(&self.track.wakers);
-            let slot = if write {
-                &mut wakers.write
-            } else {
-                &mut wakers.read
-            };
-            keep_waker(slot, cx.waker());
-        }
-        None
+            )
+        })
     }
 }
 
 impl<I> Drop for TrackedIo<I> {
     fn drop(&mut self) {
-        self.shared.unregister(self.track.id);
+        self.shared.unregister(&self.track);
     }
 }
 
@@ -319,7 +395,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if let Some(e) = self.check(cx, false) {
+        if let Some(e) = self.check(cx, Side::Read) {
             return Poll::Ready(Err(e));
         }
         let before = buf.filled().len();
@@ -343,7 +419,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        if let Some(e) = self.check(cx, true) {
+        if let Some(e) = self.check(cx, Side::Write) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
@@ -354,7 +430,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        if let Some(e) = self.check(cx, true) {
+        if let Some(e) = self.check(cx, Side::Write) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -365,7 +441,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if let Some(e) = self.check(cx, true) {
+        if let Some(e) = self.check(cx, Side::Write) {
             return Poll::Ready(Err(e));
         }
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -381,7 +457,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<I> {
             }
             this.lingering = Some(Box::pin(tokio::time::sleep(LINGERING_CLOSE)));
         }
-        if this.track.cut.load(Ordering::Acquire) {
+        if this.shared.is_cut(&this.track) {
             return Poll::Ready(Ok(()));
         }
         let mut discard = [0u8; 1024];
@@ -407,7 +483,7 @@ mod tests {
 
     fn sniffed(chunks: &[&[u8]]) -> bool {
         let shared = Arc::new(Shared::new(Options::default()));
-        let track = shared.register();
+        let track = shared.register(0);
         let mut io = TrackedIo::new((), track.clone(), shared);
         for c in chunks {
             io.sniff(c);
@@ -422,5 +498,54 @@ mod tests {
         assert!(!sniffed(&[b"GET / HTTP/1.1\r\n"]));
         assert!(!sniffed(&[b"PR", b"IX"]));
         assert!(!sniffed(&[b"PUT ", b"PRI "]));
+    }
+
+    /// Counts the times it is woken.
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn the_drain_reaches_every_live_connection_in_every_shard() {
+        let shared = Arc::new(Shared::new(Options::default()));
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let woken = || wakes.0.load(Ordering::SeqCst);
+        let mut ios: Vec<_> = (0..10 * shared.shards.len() as u64)
+            .map(|n| {
+                let track = shared.register(n);
+                track.set_waker(Side::Task, &waker);
+                TrackedIo::new((), track, shared.clone())
+            })
+            .collect();
+        // Every other connection closes before the shutdown; their slots
+        // are taken again by new ones.
+        let closed = ios.len() / 2;
+        for n in 0..closed {
+            drop(ios.swap_remove(n));
+        }
+        for n in 0..3 {
+            let track = shared.register(n);
+            track.set_waker(Side::Task, &waker);
+            ios.push(TrackedIo::new((), track, shared.clone()));
+        }
+        let live = ios.len();
+        assert_eq!(woken(), 0);
+
+        shared.begin_drain();
+        assert_eq!(woken(), live, "each live connection woken once");
+        assert!(ios.iter().all(|io| !shared.is_cut(&io.track)));
+        assert_eq!(shared.cut_all(), live);
+        assert_eq!(woken(), 2 * live, "and once more at the deadline");
+        assert!(ios.iter().all(|io| shared.is_cut(&io.track)));
+
+        let mut cx = Context::from_waker(&waker);
+        assert!(shared.poll_all_closed(&mut cx).is_pending());
+        drop(ios);
+        assert!(shared.poll_all_closed(&mut cx).is_ready());
     }
 }
