@@ -118,7 +118,10 @@ fn who_starts(old: i32, launcher: i32, spawn: Spawn) -> Option<Next> {
             Some(Next::ThisTool)
         }
         (Spawn::Auto, Ok(Starter::Unknown(parent))) => {
-            refuse(old, &format!("its launcher {launcher} is a child of {parent}, which is no supervisor this tool knows"), &parent.to_string());
+            let why = format!(
+                "its launcher {launcher} is a child of {parent}, which is no supervisor this tool knows"
+            );
+            refuse(old, &why, &parent.to_string());
             None
         }
         (Spawn::Auto, Err(e)) => {
