@@ -9,8 +9,17 @@
 //! new binary; else the file at `/proc/PID/exe`'s path), argv, working
 //! directory, environment, and its stdout and stderr, in a session of its
 //! own (`setsid`) so that it outlives this tool and the terminal.
+//!
+//! Which of the two holds is decided from the launcher's parent alone
+//! ([`judge`]), and never guessed: a parent that is neither a supervisor
+//! this tool knows nor certainly nobody is [`Starter::Unknown`], and
+//! `--spawn auto` then refuses before it touches anything. Starting a
+//! launcher next to a supervisor that starts one too runs the service
+//! twice; a restart nobody completes leaves the old generation serving
+//! until `handover_timeout`: neither is for the tool to risk.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStringExt;
@@ -18,46 +27,132 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-/// Process names of the supervisors `seamless` knows.
-const SUPERVISORS: [&str; 6] = [
-    "runsv",
-    "supervise",
-    "s6-supervise",
-    "supervisord",
-    "systemd",
-    "init",
+/// Process names of the supervisors `seamless` knows, besides systemd
+/// (known by the unit's `INVOCATION_ID`, see [`judge`]).
+const SUPERVISORS: [&str; 4] = ["runsv", "supervise", "s6-supervise", "supervisord"];
+
+/// Process names of shells: a shell at a terminal is a person who typed
+/// the command, and a shell does not start a program again when it exits.
+const SHELLS: [&str; 13] = [
+    "sh", "bash", "dash", "zsh", "fish", "ksh", "mksh", "ash", "yash", "csh", "tcsh", "nu",
+    "elvish",
 ];
 
-/// The supervisor running `launcher`, if any: `(name, pid)`.
-pub(crate) fn supervisor_of(launcher: i32) -> Option<(String, i32)> {
-    let parent = parent_of(launcher)?;
-    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm")).unwrap_or_default();
-    let comm = comm.trim();
-    if comm == "systemd" || comm == "init" {
-        // Pid 1 also adopts a launcher whose shell is gone: systemd runs
-        // its services with INVOCATION_ID set.
-        let environ = std::fs::read(format!("/proc/{launcher}/environ")).unwrap_or_default();
-        let in_unit = environ
-            .split(|b| *b == 0)
-            .any(|v| v.starts_with(b"INVOCATION_ID="));
-        return in_unit.then(|| (comm.to_owned(), parent));
-    }
-    if SUPERVISORS.contains(&comm) {
-        return Some((comm.to_owned(), parent));
-    }
-    // supervisord is a Python program: its comm is the interpreter's.
-    let cmdline = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
-    let runs_supervisord = cmdline
-        .split(|b| *b == 0)
-        .take(3)
-        .any(|arg| arg.ends_with(b"supervisord"));
-    runs_supervisord.then(|| ("supervisord".to_owned(), parent))
+/// A process, as the messages name it: `runsv (6226)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Process {
+    pub(crate) name: String,
+    pub(crate) pid: i32,
 }
 
-fn parent_of(pid: i32) -> Option<i32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+impl fmt::Display for Process {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.pid)
+    }
+}
+
+/// Why nobody starts the next launcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nobody {
+    /// The launcher's parent is pid 1 (or systemd's user manager), and the
+    /// launcher runs in no systemd unit: its own parent is gone and it was
+    /// adopted.
+    Adopted,
+    /// Its parent is a shell with a controlling terminal.
+    Terminal,
+}
+
+/// Who starts the next launcher once the old one exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Starter {
+    /// A supervisor this tool knows.
+    Supervisor(Process),
+    /// Nobody, for sure: this tool may start it.
+    Nobody(Process, Nobody),
+    /// A parent this tool cannot judge: it may start the next launcher, or
+    /// not.
+    Unknown(Process),
+}
+
+/// What `/proc` says of a launcher's parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Parent {
+    pub(crate) process: Process,
+    /// Its first arguments (supervisord is a Python program: its name is
+    /// the interpreter's).
+    pub(crate) args: Vec<Vec<u8>>,
+    /// Whether its session has a controlling terminal.
+    pub(crate) terminal: bool,
+}
+
+/// Who starts the next launcher, from the launcher's parent and whether
+/// the launcher runs in a systemd unit (`INVOCATION_ID` set). Pure.
+///
+/// A supervisor this tool knows starts it. Nobody does when the launcher
+/// was adopted, by pid 1 or by systemd (a user manager is a subreaper)
+/// outside a unit, or when its parent is a shell at a terminal. Anything
+/// else is unknown: a respawning script, pm2, circus, a container's init
+/// run as a child; a shell without a terminal (a script, which may loop).
+pub(crate) fn judge(parent: Parent, in_unit: bool) -> Starter {
+    let name = parent.process.name.as_str();
+    if SUPERVISORS.contains(&name) {
+        return Starter::Supervisor(parent.process);
+    }
+    let runs_supervisord = parent
+        .args
+        .iter()
+        .take(3)
+        .any(|arg| arg.ends_with(b"supervisord"));
+    if runs_supervisord {
+        let pid = parent.process.pid;
+        return Starter::Supervisor(Process {
+            name: "supervisord".to_owned(),
+            pid,
+        });
+    }
+    if name == "systemd" || name == "init" || parent.process.pid == 1 {
+        // systemd runs its services with INVOCATION_ID set; pid 1 also
+        // adopts a launcher whose parent is gone.
+        return if in_unit && name == "systemd" {
+            Starter::Supervisor(parent.process)
+        } else {
+            Starter::Nobody(parent.process, Nobody::Adopted)
+        };
+    }
+    if SHELLS.contains(&name) && parent.terminal {
+        return Starter::Nobody(parent.process, Nobody::Terminal);
+    }
+    Starter::Unknown(parent.process)
+}
+
+/// Who starts the next launcher of `launcher` (see [`judge`]).
+pub(crate) fn starter_of(launcher: i32) -> io::Result<Starter> {
+    let stat = std::fs::read_to_string(format!("/proc/{launcher}/stat"))?;
+    let parent = field(&stat, 1)
+        .ok_or_else(|| io::Error::other(format!("/proc/{launcher}/stat: no parent")))?;
+    let environ = std::fs::read(format!("/proc/{launcher}/environ"))?;
+    let in_unit = environ
+        .split(|b| *b == 0)
+        .any(|v| v.starts_with(b"INVOCATION_ID="));
+    let comm = std::fs::read_to_string(format!("/proc/{parent}/comm"))?;
+    let parent_stat = std::fs::read_to_string(format!("/proc/{parent}/stat"))?;
+    let args = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
+    let parent = Parent {
+        process: Process {
+            name: comm.trim_end_matches('\n').to_owned(),
+            pid: parent,
+        },
+        args: args.split(|b| *b == 0).map(<[u8]>::to_vec).collect(),
+        terminal: field(&parent_stat, 4).is_some_and(|tty| tty != 0),
+    };
+    Ok(judge(parent, in_unit))
+}
+
+/// Field `n` after the command name of a `/proc/PID/stat` line: 0 is the
+/// state, 1 the parent, 4 the controlling terminal (`tty_nr`).
+fn field(stat: &str, n: usize) -> Option<i32> {
     let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(1)?.parse().ok()
+    rest.split_whitespace().nth(n)?.parse().ok()
 }
 
 /// What it takes to start the launcher again.
@@ -191,9 +286,75 @@ mod tests {
         assert_eq!(program(&"nonexistent-x".into(), "/".as_ref(), &path), None);
         assert_eq!(recipe.cwd, std::env::current_dir().unwrap());
         assert!(recipe.env.iter().any(|(k, _)| k == "PATH"));
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
         assert_eq!(
-            parent_of(me),
+            field(&stat, 1),
             Some(std::os::unix::process::parent_id() as i32)
         );
+    }
+
+    fn parent(name: &str, pid: i32, terminal: bool) -> Parent {
+        Parent {
+            process: Process {
+                name: name.to_owned(),
+                pid,
+            },
+            args: vec![name.as_bytes().to_vec()],
+            terminal,
+        }
+    }
+
+    #[test]
+    fn the_starter_is_judged_from_the_parent_and_never_guessed() {
+        let known = |name: &str| Starter::Supervisor(parent(name, 40, false).process);
+        for name in ["runsv", "supervise", "s6-supervise", "supervisord"] {
+            assert_eq!(judge(parent(name, 40, false), false), known(name));
+        }
+        let mut python = parent("python3", 40, false);
+        python.args = vec![
+            b"/usr/bin/python3".to_vec(),
+            b"/usr/bin/supervisord".to_vec(),
+        ];
+        assert_eq!(judge(python, false), known("supervisord"));
+        // systemd: a unit's launcher, or one it adopted (also as a user
+        // manager, not pid 1).
+        assert_eq!(
+            judge(parent("systemd", 1, false), true),
+            Starter::Supervisor(parent("systemd", 1, false).process)
+        );
+        for (name, pid) in [("systemd", 1), ("systemd", 900), ("init", 1), ("tini", 1)] {
+            assert_eq!(
+                judge(parent(name, pid, false), false),
+                Starter::Nobody(parent(name, pid, false).process, Nobody::Adopted),
+                "{name} ({pid})"
+            );
+        }
+        // INVOCATION_ID inherited, the parent not systemd: adopted all the same.
+        assert_eq!(
+            judge(parent("tini", 1, false), true),
+            Starter::Nobody(parent("tini", 1, false).process, Nobody::Adopted)
+        );
+        // A shell at a terminal; the same shell in a script is unknown.
+        for shell in ["bash", "sh", "zsh", "dash", "fish"] {
+            assert_eq!(
+                judge(parent(shell, 40, true), false),
+                Starter::Nobody(parent(shell, 40, true).process, Nobody::Terminal)
+            );
+            assert_eq!(
+                judge(parent(shell, 40, false), false),
+                Starter::Unknown(parent(shell, 40, false).process)
+            );
+        }
+        // Anything else: a respawning script, pm2, a runner of one's own,
+        // even at a terminal.
+        for name in ["python3", "PM2 v5.3.0: God", "node", "respawn", "sudo"] {
+            for terminal in [false, true] {
+                assert_eq!(
+                    judge(parent(name, 40, terminal), false),
+                    Starter::Unknown(parent(name, 40, terminal).process),
+                    "{name}"
+                );
+            }
+        }
     }
 }

@@ -12,7 +12,10 @@
 //!
 //! Exit status of `restart`: 0 when a new generation called `started()`
 //! within the timeout, 1 when none did (or the restart was refused), 3 when
-//! no generation runs, 2 on a usage error.
+//! no generation runs, 2 on a usage error, or when `--spawn auto` cannot
+//! tell who starts the next launcher (then nothing was changed). When no
+//! generation serves but some run (a restart under way), `restart` asks
+//! nothing and waits for one to call `started()`.
 //!
 //! The tool talks to each generation through its endpoint next to the pid
 //! file (`seamless::admin`); it needs nothing from the supervisor.
@@ -35,13 +38,21 @@ const USAGE: &str = "usage:
   seamless restart PIDFILE [--timeout DUR] [--spawn auto|always|never]
 
 DUR is written as \"10s\", \"1500ms\", \"2m\" or \"1m30s\".
---spawn: who starts the next generation once the old launcher exits:
-  auto (default) the supervisor if one runs the launcher, else this tool;
-  always this tool (a launcher started by hand); never the supervisor.";
+--spawn: who starts the next launcher once the old one exits:
+  auto   (default) the supervisor, if this tool knows it (runsv, supervise,
+         s6-supervise, supervisord, systemd); this tool, if nobody else can
+         (the launcher was adopted by pid 1, or a shell at a terminal runs
+         it); for any other parent, exit 2 having changed nothing;
+  never  the launcher's parent, whatever it is: when it restarts the service;
+  always this tool: when nothing restarts the service.
+With no serving generation but some running (a restart under way), nothing
+is asked and --spawn is not used: restart waits for one to call started().";
 
 /// Exit statuses.
 pub(crate) const OK: u8 = 0;
 pub(crate) const FAILED: u8 = 1;
+/// A usage error, or `--spawn auto` cannot tell who starts the next
+/// launcher: the caller must say, and nothing was changed.
 pub(crate) const USAGE_ERROR: u8 = 2;
 pub(crate) const NONE_RUNS: u8 = 3;
 

@@ -1,16 +1,23 @@
 //! `seamless restart`: ask the serving generation to restart, then wait for
 //! a new generation to call `started()`, and say what happened.
+//!
+//! Who starts the next launcher is settled before anything is asked
+//! (`launch::starter_of`); when `--spawn auto` cannot tell, nothing is
+//! asked at all. A restart already under way (no generation serves, some
+//! run) is not asked for again: it is waited for, with the same verdict.
 
+use std::collections::BTreeSet;
+use std::io;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
 use seamless::admin::{self, Generation, Outcome, Role};
 
-use crate::launch;
+use crate::launch::{self, Nobody, Starter};
 use crate::status::{describe, outcome};
-use crate::time::format_duration;
-use crate::{Spawn, FAILED, NONE_RUNS, OK};
+use crate::time::{format_duration, format_time};
+use crate::{Spawn, FAILED, NONE_RUNS, OK, USAGE_ERROR};
 
 const POLL: Duration = Duration::from_millis(50);
 
@@ -24,24 +31,17 @@ pub(crate) fn run(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> u
     }
 }
 
-fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> std::io::Result<u8> {
+fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Result<u8> {
     let all = admin::generations(pid_file)?;
-    let Some(old) = all.iter().find(|g| g.role == Role::Serving).cloned() else {
-        if all.is_empty() {
-            eprintln!(
-                "seamless restart: {}: no generation runs",
-                pid_file.display()
-            );
-        } else {
-            eprintln!(
-                "seamless restart: {}: no generation serves (a restart may be under way):",
-                pid_file.display()
-            );
-            for g in &all {
-                eprint!("{}", describe(g));
-            }
-        }
+    if all.is_empty() {
+        eprintln!(
+            "seamless restart: {}: no generation runs",
+            pid_file.display()
+        );
         return Ok(NONE_RUNS);
+    }
+    let Some(old) = all.iter().find(|g| g.role == Role::Serving).cloned() else {
+        return under_way(pid_file, &all, timeout);
     };
     let timeout = timeout.unwrap_or(old.handover_timeout);
     let Some(launcher) = old.launcher else {
@@ -52,132 +52,298 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> std::io:
         return Ok(FAILED);
     };
     // Read before the launcher exits: it is gone once stage 1 is done.
-    let supervisor = launch::supervisor_of(launcher);
-    let recipe = match (spawn, &supervisor) {
-        (Spawn::Always, _) | (Spawn::Auto, None) => Some(launch::recipe(launcher)?),
-        _ => None,
+    let recipe = match who_starts(old.pid, launcher, spawn) {
+        Some(Next::ThisTool) => Some(launch::recipe(launcher)?),
+        Some(Next::Other) => None,
+        None => return Ok(USAGE_ERROR),
     };
-    match (&supervisor, &recipe) {
-        (Some((name, pid)), None) => {
-            eprintln!("restarting generation {}: {name} ({pid}) starts the next", old.pid)
-        }
-        (_, Some(_)) => eprintln!(
-            "restarting generation {}: its launcher {launcher} has no supervisor; this tool starts the next",
-            old.pid
-        ),
-        (None, None) => eprintln!("restarting generation {}", old.pid),
-    }
 
     let begun = Instant::now();
     let deadline = begun + timeout;
     admin::request_restart(pid_file, old.pid)?;
-    let mut child = None;
+    let mut watch = Watch::new(pid_file, Some(old), &all, begun, timeout);
     if let Some(recipe) = recipe {
         // Stage 1 first: the next generation must find the endpoint to
         // take the listeners from.
-        while !matches!(admin::generation(pid_file, old.pid)?, Some(g) if g.role != Role::Serving) {
+        let old = watch.old.as_ref().map_or(0, |g| g.pid);
+        while !matches!(admin::generation(pid_file, old)?, Some(g) if g.role != Role::Serving) {
             if Instant::now() >= deadline {
-                return Ok(failed(pid_file, &old, None, timeout, None));
+                return Ok(watch.failed(None));
             }
             std::thread::sleep(POLL);
         }
-        child = Some(recipe.spawn()?);
+        watch.child = Some(recipe.spawn()?);
     }
-    // The old generation's last word: it may be gone by the verdict.
-    let mut last_seen = None;
-    loop {
-        let all = admin::generations(pid_file)?;
-        if let Some(g) = all.iter().find(|g| g.pid == old.pid) {
-            last_seen = Some(g.clone());
+    watch.verdict()
+}
+
+/// Who starts the next launcher.
+enum Next {
+    ThisTool,
+    Other,
+}
+
+/// Says who starts the next launcher of generation `old`; `None` when
+/// `--spawn auto` cannot tell (and says so, and what to pass instead).
+fn who_starts(old: i32, launcher: i32, spawn: Spawn) -> Option<Next> {
+    let starter = launch::starter_of(launcher);
+    let restarting = format!("restarting generation {old}");
+    match (spawn, starter) {
+        (Spawn::Always, _) => {
+            eprintln!("{restarting}: this tool starts the next launcher (--spawn always)");
+            Some(Next::ThisTool)
         }
-        if let Some(new) = all
-            .iter()
-            .find(|g| g.pid != old.pid && g.role == Role::Serving)
-        {
-            println!(
-                "{} -> {} in {}",
-                old.pid,
-                new.pid,
-                format_duration(Duration::from_millis(begun.elapsed().as_millis() as u64))
+        (_, Ok(Starter::Supervisor(supervisor))) => {
+            eprintln!("{restarting}: {supervisor} starts the next");
+            Some(Next::Other)
+        }
+        (Spawn::Never, Ok(Starter::Nobody(parent, _) | Starter::Unknown(parent))) => {
+            eprintln!(
+                "{restarting}: its launcher's parent, {parent}, starts the next (--spawn never)"
             );
-            return Ok(OK);
+            Some(Next::Other)
         }
-        // Nobody restarts the launcher this tool started: its end is the
-        // verdict.
-        if let Some(c) = &mut child {
-            if c.try_wait()?.is_some() {
-                std::thread::sleep(POLL); // let its report reach the old generation
-                return Ok(failed(pid_file, &old, last_seen, timeout, child.as_mut()));
+        (Spawn::Never, Err(_)) => {
+            eprintln!("{restarting}: the supervisor starts the next (--spawn never)");
+            Some(Next::Other)
+        }
+        (Spawn::Auto, Ok(Starter::Nobody(parent, why))) => {
+            let how = match why {
+                Nobody::Adopted => format!("was adopted by {parent}"),
+                Nobody::Terminal => format!("runs under {parent} at a terminal"),
+            };
+            eprintln!(
+                "{restarting}: its launcher {launcher} {how}, no supervisor; this tool starts the next"
+            );
+            Some(Next::ThisTool)
+        }
+        (Spawn::Auto, Ok(Starter::Unknown(parent))) => {
+            let why = format!(
+                "its launcher {launcher} is a child of {parent}, which is no supervisor this tool knows"
+            );
+            refuse(old, &why, &parent.to_string());
+            None
+        }
+        (Spawn::Auto, Err(e)) => {
+            refuse(
+                old,
+                &format!("the parent of its launcher {launcher} cannot be read ({e})"),
+                "its supervisor",
+            );
+            None
+        }
+    }
+}
+
+/// The `--spawn auto` refusal: who starts the next launcher is unknown.
+fn refuse(old: i32, why: &str, parent: &str) {
+    eprintln!(
+        "seamless restart: generation {old}: {why}: it may start the next launcher, or not; \
+         nothing was changed\n  \
+         pass --spawn never if {parent} starts the service again when its launcher exits,\n  \
+         or --spawn always if nothing does (this tool then starts the next launcher)"
+    );
+}
+
+/// No generation serves, some run: a restart is under way (the old
+/// generation detached, successors starting), or a failed one whose
+/// successors a supervisor keeps starting. Asking for another would be
+/// refused, and nothing needs asking: wait for a generation to call
+/// `started()`, as after a request.
+fn under_way(pid_file: &Path, all: &[Generation], timeout: Option<Duration>) -> io::Result<u8> {
+    // The one a new generation takes over from: the latest detached one,
+    // else the latest that drains.
+    let latest = |role: Role| {
+        all.iter()
+            .filter(|g| g.role == role)
+            .max_by_key(|g| g.since)
+            .cloned()
+    };
+    let old = latest(Role::Detached).or_else(|| latest(Role::Draining));
+    let timeout = timeout.unwrap_or(old.as_ref().unwrap_or(&all[0]).handover_timeout);
+    let what = if all
+        .iter()
+        .any(|g| matches!(g.role, Role::Detached | Role::Starting))
+    {
+        "a restart is under way"
+    } else {
+        "none starts yet"
+    };
+    eprintln!(
+        "seamless restart: {}: no generation serves, {what}: waiting up to {} for a new one to call started()",
+        pid_file.display(),
+        format_duration(timeout)
+    );
+    for g in all {
+        eprint!("{}", describe(g));
+    }
+    Watch::new(pid_file, old, all, Instant::now(), timeout).verdict()
+}
+
+/// Waiting for a new generation to call `started()`.
+struct Watch<'a> {
+    pid_file: &'a Path,
+    /// The generation a new one takes over from, as first seen.
+    old: Option<Generation>,
+    /// The pids of the generations and of the old one's successors when
+    /// the wait began: what is not among them started since.
+    known: BTreeSet<i32>,
+    begun: Instant,
+    timeout: Duration,
+    /// The launcher this tool started, if it did.
+    child: Option<Child>,
+}
+
+impl<'a> Watch<'a> {
+    fn new(
+        pid_file: &'a Path,
+        old: Option<Generation>,
+        all: &[Generation],
+        begun: Instant,
+        timeout: Duration,
+    ) -> Watch<'a> {
+        let mut known: BTreeSet<i32> = all.iter().map(|g| g.pid).collect();
+        known.extend(old.iter().flat_map(|g| g.successors.iter().map(|s| s.pid)));
+        Watch {
+            pid_file,
+            old,
+            known,
+            begun,
+            timeout,
+            child: None,
+        }
+    }
+
+    fn old_pid(&self) -> Option<i32> {
+        self.old.as_ref().map(|g| g.pid)
+    }
+
+    /// Exit status 0 with `OLD -> NEW in T`, or 1 with what happened.
+    fn verdict(mut self) -> io::Result<u8> {
+        let deadline = self.begun + self.timeout;
+        // The old generation's last word: it may be gone by the verdict.
+        let mut last_seen = None;
+        loop {
+            let all = admin::generations(self.pid_file)?;
+            if let Some(g) = all.iter().find(|g| Some(g.pid) == self.old_pid()) {
+                last_seen = Some(g.clone());
+            }
+            if let Some(new) = all
+                .iter()
+                .find(|g| Some(g.pid) != self.old_pid() && g.role == Role::Serving)
+            {
+                let old = self
+                    .old_pid()
+                    .map_or_else(|| "none".to_owned(), |pid| pid.to_string());
+                let took = Duration::from_millis(self.begun.elapsed().as_millis() as u64);
+                println!("{old} -> {} in {}", new.pid, format_duration(took));
+                return Ok(OK);
+            }
+            // Nobody restarts the launcher this tool started: its end is
+            // the verdict.
+            if let Some(c) = &mut self.child {
+                if c.try_wait()?.is_some() {
+                    std::thread::sleep(POLL); // let its report reach the old generation
+                    return Ok(self.failed(last_seen));
+                }
+            }
+            if Instant::now() >= deadline {
+                return Ok(self.failed(last_seen));
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Says what is known, exit status 1.
+    fn failed(mut self, last_seen: Option<Generation>) -> u8 {
+        eprintln!(
+            "seamless restart: FAILED: no new generation called started() within {}",
+            format_duration(self.timeout)
+        );
+        let all = admin::generations(self.pid_file).unwrap_or_default();
+        let now = match &self.old {
+            None => None,
+            Some(old) => match all.iter().find(|g| g.pid == old.pid) {
+                Some(g) => {
+                    eprintln!("old {}", headline(g));
+                    Some(g.clone())
+                }
+                None => {
+                    eprintln!("old generation {}: no longer runs", old.pid);
+                    if let Some(g) = &last_seen {
+                        eprintln!("  last seen: {}", headline(g));
+                    }
+                    last_seen
+                }
+            },
+        };
+        let mut named = Vec::new();
+        if let Some(g) = &now {
+            named.extend(g.successors.iter().map(|s| s.pid));
+        }
+        // Generations that started but never called started(), known or
+        // not to the old one.
+        for g in &all {
+            if Some(g.pid) != self.old_pid() && !named.contains(&g.pid) {
+                eprintln!("successor {}: {} (has not called started())", g.pid, g.role);
             }
         }
-        if Instant::now() >= deadline {
-            return Ok(failed(pid_file, &old, last_seen, timeout, child.as_mut()));
+        if let Some(g) = &now {
+            for s in &g.successors {
+                let more = match s.outcome {
+                    Outcome::Running => " (has not called started())",
+                    _ => "",
+                };
+                eprintln!("successor {}: {}{more}", s.pid, outcome(&s.outcome));
+            }
+            if g.successors.is_empty() {
+                eprintln!("no successor made itself known");
+            }
         }
-        std::thread::sleep(POLL);
+        match self.child.as_mut() {
+            Some(child) => match child.try_wait() {
+                Ok(Some(status)) => eprintln!(
+                    "the launcher this tool started ({}) ended: {status}",
+                    child.id()
+                ),
+                _ => eprintln!("the launcher this tool started ({}) still runs", child.id()),
+            },
+            None => {
+                let started_since = all
+                    .iter()
+                    .map(|g| g.pid)
+                    .chain(named)
+                    .any(|pid| !self.known.contains(&pid));
+                if !started_since {
+                    self.nothing_started(now.as_ref());
+                }
+            }
+        }
+        FAILED
+    }
+
+    /// Nothing started while this tool waited: perhaps nothing will.
+    fn nothing_started(&self, old: Option<&Generation>) {
+        let from = match old {
+            Some(g) => match (g.role == Role::Detached, g.until) {
+                (true, Some(until)) => format!(
+                    ": it takes the listeners over from generation {} until {}",
+                    g.pid,
+                    format_time(until)
+                ),
+                _ => String::new(),
+            },
+            None => String::new(),
+        };
+        eprintln!(
+            "no new generation started while this tool waited: if nothing supervises the \
+             service (its launcher was started by hand, or by this tool), start its launcher \
+             again{from}"
+        );
     }
 }
 
 /// The first line of [`describe`].
 fn headline(g: &Generation) -> String {
     describe(g).lines().next().unwrap_or_default().to_owned()
-}
-
-/// Says what is known, exit status 1.
-fn failed(
-    pid_file: &Path,
-    old: &Generation,
-    last_seen: Option<Generation>,
-    timeout: Duration,
-    child: Option<&mut Child>,
-) -> u8 {
-    eprintln!(
-        "seamless restart: FAILED: no new generation called started() within {}",
-        format_duration(timeout)
-    );
-    let now = match admin::generation(pid_file, old.pid).ok().flatten() {
-        Some(g) => {
-            eprintln!("old {}", headline(&g));
-            Some(g)
-        }
-        None => {
-            eprintln!("old generation {}: no longer runs", old.pid);
-            if let Some(g) = &last_seen {
-                eprintln!("  last seen: {}", headline(g));
-            }
-            last_seen
-        }
-    };
-    let mut named = Vec::new();
-    if let Some(g) = &now {
-        named.extend(g.successors.iter().map(|s| s.pid));
-    }
-    // Generations that started but never called started(), known or not
-    // to the old one.
-    for g in admin::generations(pid_file).unwrap_or_default() {
-        if g.pid != old.pid && !named.contains(&g.pid) {
-            eprintln!("successor {}: {} (has not called started())", g.pid, g.role);
-        }
-    }
-    if let Some(g) = &now {
-        for s in &g.successors {
-            let more = match s.outcome {
-                Outcome::Running => " (has not called started())",
-                _ => "",
-            };
-            eprintln!("successor {}: {}{more}", s.pid, outcome(&s.outcome));
-        }
-        if g.successors.is_empty() {
-            eprintln!("no successor made itself known");
-        }
-    }
-    if let Some(child) = child {
-        match child.try_wait() {
-            Ok(Some(status)) => eprintln!(
-                "the launcher this tool started ({}) ended: {status}",
-                child.id()
-            ),
-            _ => eprintln!("the launcher this tool started ({}) still runs", child.id()),
-        }
-    }
-    FAILED
 }

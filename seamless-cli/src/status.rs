@@ -94,6 +94,7 @@ fn to_json(g: &Generation) -> Value {
     json!({
         "pid": g.pid,
         "role": g.role.to_string(),
+        "serves": serves(g),
         "since": time(g.since),
         "since_unix_ms": g.since.map(unix_ms),
         "until": time(g.until),
@@ -152,6 +153,7 @@ mod tests {
         let doc = to_json(&g);
         assert_eq!(doc["pid"], 42);
         assert_eq!(doc["role"], "detached");
+        assert_eq!(doc["serves"], true);
         assert_eq!(doc["until_unix_ms"], 4000);
         assert_eq!(doc["handover_timeout"], "3s");
         assert_eq!(doc["successors"][0]["state"], "exited");
