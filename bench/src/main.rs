@@ -34,6 +34,7 @@ mod measure;
 mod report;
 mod run;
 mod servers;
+mod soak;
 mod supervision;
 
 use report::{Report, Settings, Skipped};
@@ -53,8 +54,28 @@ fn main() {
     }
 
     let args = cli::parse();
+    if let Some(n) = args.conns {
+        // Every process started from here on inherits the limit.
+        let want = n as u64 * 2 + 1024;
+        match supervision::raise_nofile(want) {
+            Ok(((soft, hard), (new_soft, new_hard))) => eprintln!(
+                "RLIMIT_NOFILE for this program and all it starts: soft {new_soft}, hard {new_hard} (was {soft} / {hard}; {want} wanted{})",
+                // SAFETY: geteuid(2) has no preconditions.
+                if unsafe { libc::geteuid() } == 0 { ", root: hard raised" } else { ", not root: hard kept" }
+            ),
+            Err(e) => eprintln!("demo: cannot raise RLIMIT_NOFILE: {e}"),
+        }
+    }
     let bins = servers::build();
     let tools = load::Tools::detect(args.builtin_load);
+    if let Some(total) = args.soak {
+        soak(&args, &bins, tools, total);
+        return;
+    }
+    if args.conns.is_some() && !tools.wrk {
+        eprintln!("demo: --conns needs wrk (the built-in clients are a thread per connection)");
+        std::process::exit(1);
+    }
     eprintln!(
         "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",
         if tools.wrk {
@@ -151,7 +172,74 @@ fn main() {
             eprintln!("demo: cannot draw {}: {e}", path.display());
         }
     }
+    if args.conns.is_some() {
+        let dir = out_dir(&args, "scale");
+        let text = format!(
+            "{}\n{}",
+            report::text(&report),
+            report::scale_text(&report.runs)
+        );
+        print!("\n{}", report::scale_text(&report.runs));
+        write(&dir.join("report.md"), &text);
+        write(&dir.join("report.json"), &report::json(&report));
+        if let Err(e) = report::plot(&report.runs, &dir.join("throughput.svg")) {
+            eprintln!("demo: cannot draw: {e}");
+        }
+        eprintln!("scale: report, JSON and plot in {}", dir.display());
+    }
     println!("\n{}", verdict(&report.runs));
+}
+
+/// The soak mode: run it, print its figures, write them with the readings
+/// and the plot into the output directory.
+fn soak(
+    args: &cli::Args,
+    bins: &servers::Binaries,
+    tools: load::Tools,
+    total: std::time::Duration,
+) {
+    let s = match soak::run(args, bins, tools, total) {
+        Ok(s) => s,
+        Err(reason) => {
+            eprintln!("demo: no soak: {reason}");
+            std::process::exit(1)
+        }
+    };
+    let dir = out_dir(args, "soak");
+    let text = report::soak_text(&s);
+    print!("{text}");
+    write(&dir.join("report.md"), &text);
+    write(&dir.join("readings.csv"), &report::soak_csv(&s));
+    let plot = dir.join("readings.svg");
+    if let Err(e) = report::soak_plot(&s, &plot) {
+        eprintln!("demo: cannot draw {}: {e}", plot.display());
+    }
+    println!(
+        "\nreport, readings (CSV) and plot (SVG) in {}",
+        dir.display()
+    );
+}
+
+/// `--out`, else a new directory under `target/seamless-bench`.
+fn out_dir(args: &cli::Args, mode: &str) -> std::path::PathBuf {
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/seamless-bench"
+        ))
+        .join(format!("{mode}-{secs}"))
+    });
+    std::fs::create_dir_all(&dir).expect("output directory");
+    dir
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("demo: cannot write {}: {e}", path.display());
+    }
 }
 
 /// The last line: whether any client saw a failure of a seamless server.
