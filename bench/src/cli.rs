@@ -61,8 +61,8 @@ const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-nai
 [--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
 [--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--no-trace] \
 [--json FILE] [--svg FILE]
-       demo --soak 10m [--restart-every 5s] [--first-generation-requests N] [--connections N] \
-[--streams N] [--out DIR]
+       demo --soak 10m [--restart-every 5s] [--first-generation-requests N] [--servers plain-axum] \
+[--connections N] [--streams N] [--out DIR]
        demo --conns 10000 [--restarts 20] [--interval-s S] [--out DIR]";
 
 pub(crate) fn parse() -> Args {

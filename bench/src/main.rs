@@ -21,12 +21,16 @@
 //! cargo run --release --bin demo        # the axum example, HTTP/1.1 and HTTP/2, 20 restarts
 //! cargo run --release --bin demo -- --servers axum,testd --restarts 100 \
 //!     --json docs/bench.json --svg docs/bench.svg --startup-samples 60
+//! cargo run --release --bin demo -- --soak 10m --restart-every 1s   # growth over restarts
+//! cargo run --release --bin demo -- --conns 10000 --restarts 20    # held connections
 //! ```
 //!
 //! Modules: `cli` (flags), `servers` (what runs, and the comparison
-//! server), `supervision` (supervise or the respawn loop; `/proc`), `load`
-//! (built-in clients, wrk, h2load), `run` (the experiments), `measure`
-//! (windows, rates, percentiles), `report` (table, JSON, SVG).
+//! server), `supervision` (supervise or the respawn loop; `/proc`,
+//! `RLIMIT_NOFILE`), `load` (built-in clients, wrk, h2load, hyper's
+//! client), `run` (the experiments), `soak` (the soak and its growth
+//! figures), `measure` (windows, rates, percentiles, slopes), `report`
+//! (table, JSON, SVG; the soak's text, CSV and plot).
 
 mod cli;
 mod load;
@@ -61,7 +65,12 @@ fn main() {
             Ok(((soft, hard), (new_soft, new_hard))) => eprintln!(
                 "RLIMIT_NOFILE for this program and all it starts: soft {new_soft}, hard {new_hard} (was {soft} / {hard}; {want} wanted{})",
                 // SAFETY: geteuid(2) has no preconditions.
-                if unsafe { libc::geteuid() } == 0 { ", root: hard raised" } else { ", not root: hard kept" }
+                match (unsafe { libc::geteuid() } == 0, new_hard > hard) {
+                    (_, true) => ", root: hard raised",
+                    _ if hard >= want => ", the hard limit was enough",
+                    (true, false) => ", root, but the hard limit could not be raised (no CAP_SYS_RESOURCE)",
+                    (false, false) => ", not root: hard kept",
+                }
             ),
             Err(e) => eprintln!("demo: cannot raise RLIMIT_NOFILE: {e}"),
         }

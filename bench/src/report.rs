@@ -355,7 +355,8 @@ pub(crate) fn soak_text(s: &Soak) -> String {
     let w = &mut out;
     writeln!(
         w,
-        "Soak: the axum example under {} (`svc -t`) for {} s; {} restarts, each generation serving {:.1} s from its first answer{}; all traffic on 127.0.0.1.",
+        "Soak: {} under {} (`svc -t`) for {} s; {} restarts, each generation serving {:.1} s from its first answer{}; all traffic on 127.0.0.1.",
+        s.server,
         s.supervisor,
         s.seconds,
         s.restarts(),

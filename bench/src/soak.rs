@@ -83,6 +83,7 @@ pub(crate) struct Reading {
 
 /// What one soak recorded.
 pub(crate) struct Soak {
+    pub(crate) server: &'static str,
     pub(crate) supervisor: &'static str,
     pub(crate) load: String,
     pub(crate) seconds: u64,
@@ -119,9 +120,16 @@ pub(crate) fn run(
     if !tools.wrk {
         return Err("wrk is not installed (or --builtin-load)".into());
     }
+    // The axum example; or, for comparison, the same handler under plain
+    // `axum::serve` (no launcher), with `--servers plain-axum`.
+    let server = if args.servers.contains(&Server::PlainAxum) {
+        Server::PlainAxum
+    } else {
+        Server::Axum
+    };
     let dir = temp_dir("soak");
     let port = free_port();
-    let launch = Server::Axum.launch(
+    let launch = server.launch(
         bins,
         &format!("127.0.0.1:{port}"),
         Some(&dir.join("server.pid")),
@@ -135,7 +143,8 @@ pub(crate) fn run(
         if began.elapsed() > Duration::from_secs(20) {
             sup.stop(&[]);
             return Err(format!(
-                "the axum example did not answer within 20 s; see {}",
+                "{} did not answer within 20 s; see {}",
+                server.name(),
                 dir.join("stderr").display()
             ));
         }
@@ -151,7 +160,7 @@ pub(crate) fn run(
     let served = || h1.answered_so_far() + h2.answered_so_far();
     let mut known = HashSet::new();
     let mut read = |generation: usize, point: Point, daemon: u32| {
-        let launcher = sup.child_pid().unwrap_or(0);
+        let launcher = sup.child_pid().filter(|_| server.seamless()).unwrap_or(0);
         known.extend([daemon, launcher]);
         Reading {
             t_s: clock.now_ms() / 1000.0,
@@ -186,7 +195,7 @@ pub(crate) fn run(
             let mut next_progress = Instant::now() + Duration::from_secs(1);
             let mut marks = marks.into_iter().peekable();
             while let Some(&(mark, point)) = marks.peek() {
-                if Instant::now() + args.restart_every >= end {
+                if Instant::now() + Duration::from_secs(1) >= end {
                     cut_short = Some(format!(
                         "the first generation had not served {mark} requests when the load was about to end"
                     ));
@@ -248,6 +257,7 @@ pub(crate) fn run(
     sup.stop(&known.into_iter().filter(|p| *p != 0).collect::<Vec<_>>());
     let _ = std::fs::remove_dir_all(&dir);
     Ok(Soak {
+        server: server.name(),
         supervisor,
         load: format!(
             "wrk -t1 -c{c} (HTTP/1.1 keep-alive) and hyper's HTTP/2 client ({c} connections of {s} streams) at once, one run each for the whole soak",

@@ -292,7 +292,8 @@ fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
 /// Raises this process's `RLIMIT_NOFILE`, which the supervisor, the
 /// servers and the load tools it starts inherit: the soft limit to the
 /// hard one, and as root the hard one to `want` too (within
-/// `fs.nr_open`). Returns (soft, hard) before and as set.
+/// `fs.nr_open`; kept when refused: root in a container may lack
+/// `CAP_SYS_RESOURCE`). Returns (soft, hard) before and as set.
 pub(crate) fn raise_nofile(want: u64) -> std::io::Result<((u64, u64), (u64, u64))> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -309,7 +310,14 @@ pub(crate) fn raise_nofile(want: u64) -> std::io::Result<((u64, u64), (u64, u64)
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(want);
-        lim.rlim_max = want.min(nr_open);
+        let raised = libc::rlimit {
+            rlim_cur: want.min(nr_open),
+            rlim_max: want.min(nr_open),
+        };
+        // SAFETY: setrlimit(2) reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok((before, (raised.rlim_cur, raised.rlim_max)));
+        }
     }
     lim.rlim_cur = lim.rlim_max;
     // SAFETY: setrlimit(2) reads the struct we own.
