@@ -49,6 +49,10 @@ pub(crate) struct Args {
     pub(crate) conns: Option<usize>,
     /// wrk's threads.
     pub(crate) wrk_threads: usize,
+    /// wrk's `--timeout` in scale mode (wrk's own default, 2 s, if None):
+    /// with thousands of connections on a small machine each one waits
+    /// seconds for its turn in steady state.
+    pub(crate) wrk_timeout_s: Option<u64>,
     /// One run of the load tool for the whole run rather than one per
     /// restart cycle, so that its connections are held throughout.
     pub(crate) hold: bool,
@@ -63,7 +67,7 @@ const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-nai
 [--json FILE] [--svg FILE]
        demo --soak 10m [--restart-every 5s] [--first-generation-requests N] [--servers plain-axum] \
 [--connections N] [--streams N] [--out DIR]
-       demo --conns 10000 [--restarts 20] [--interval-s S] [--out DIR]";
+       demo --conns 10000 [--restarts 20] [--interval-s S] [--wrk-timeout-s S] [--out DIR]";
 
 pub(crate) fn parse() -> Args {
     let mut a = Args {
@@ -94,6 +98,7 @@ pub(crate) fn parse() -> Args {
         first_generation_requests: 1_000_000,
         conns: None,
         wrk_threads: 1,
+        wrk_timeout_s: None,
         hold: false,
         out: None,
     };
@@ -142,6 +147,7 @@ pub(crate) fn parse() -> Args {
             "--restart-every" => a.restart_every = duration_or_usage(&value()),
             "--first-generation-requests" => a.first_generation_requests = number(&value()),
             "--conns" => a.conns = Some(number::<usize>(&value()).max(1)),
+            "--wrk-timeout-s" => a.wrk_timeout_s = Some(number::<u64>(&value()).max(1)),
             "--out" => a.out = Some(value().into()),
             "-h" | "--help" => {
                 println!("{USAGE}");

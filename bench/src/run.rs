@@ -108,8 +108,12 @@ pub(crate) fn restarts(
     if args.hold && protocol == Protocol::Http1 && tools.wrk {
         let seconds = args.restarts as u64 * args.interval_s + 600;
         let started = Instant::now();
-        held_wrk = Some(wrk::start_threads(
-            args.wrk_threads,
+        let shape = wrk::Shape {
+            threads: args.wrk_threads,
+            timeout_s: args.wrk_timeout_s,
+        };
+        held_wrk = Some(wrk::start_shaped(
+            shape,
             port,
             args.connections,
             seconds,
@@ -270,8 +274,11 @@ pub(crate) fn restarts(
 
     let load_desc = match protocol {
         Protocol::Http1 if held.is_some() => format!(
-            "wrk -t{} -c{}, one run held through every restart, {} built-in keep-alive probes (1 ms apart)",
-            args.wrk_threads, args.connections, args.probes
+            "wrk -t{} -c{}{}, one run held through every restart, {} built-in keep-alive probes (1 ms apart)",
+            args.wrk_threads,
+            args.connections,
+            args.wrk_timeout_s.map_or(String::new(), |t| format!(" --timeout={t}s")),
+            args.probes
         ),
         Protocol::Http1 if tools.wrk => format!(
             "wrk -t1 -c{} once per restart, {} built-in keep-alive probes (1 ms apart)",

@@ -75,12 +75,24 @@ pub(crate) fn start(
     dir: &Path,
     clock: &Clock,
 ) -> Running {
-    start_threads(1, port, connections, seconds, script, dir, clock)
+    let shape = Shape {
+        threads: 1,
+        timeout_s: None,
+    };
+    start_shaped(shape, port, connections, seconds, script, dir, clock)
 }
 
-/// Starts `wrk -tT -cN -dSs`.
-pub(crate) fn start_threads(
-    threads: usize,
+/// wrk's threads, and how long it waits for an answer before it counts a
+/// timeout (its default, 2 s, when None).
+#[derive(Clone, Copy)]
+pub(crate) struct Shape {
+    pub(crate) threads: usize,
+    pub(crate) timeout_s: Option<u64>,
+}
+
+/// Starts `wrk -tT -cN -dSs [--timeout Ts]`.
+pub(crate) fn start_shaped(
+    Shape { threads, timeout_s }: Shape,
     port: u16,
     connections: usize,
     seconds: u64,
@@ -94,6 +106,9 @@ pub(crate) fn start_threads(
         &format!("-c{connections}"),
         &format!("-d{seconds}s"),
     ]);
+    if let Some(t) = timeout_s {
+        cmd.arg(format!("--timeout={t}s"));
+    }
     let counts = script.map(|s| {
         let counts = dir.join("wrk-counts");
         for t in 0..threads {
