@@ -37,13 +37,39 @@ pub(crate) struct Args {
     pub(crate) trace: bool,
     pub(crate) json: Option<PathBuf>,
     pub(crate) svg: Option<PathBuf>,
+    /// Soak mode: the axum example under wrk and hyper's HTTP/2 client at
+    /// once for this long, restarted every `restart_every`.
+    pub(crate) soak: Option<Duration>,
+    /// In soak mode, how long each generation serves before its restart,
+    /// counted from its first answer.
+    pub(crate) restart_every: Duration,
+    /// In soak mode, the first generation serves this many requests before
+    /// its first restart (0: no longer than the others).
+    pub(crate) first_generation_requests: u64,
+    /// Scale mode: this many keep-alive HTTP/1.1 connections (wrk, two
+    /// threads) held through the restarts.
+    pub(crate) conns: Option<usize>,
+    /// wrk's threads.
+    pub(crate) wrk_threads: usize,
+    /// wrk's `--timeout` in scale mode (wrk's own default, 2 s, if None):
+    /// with thousands of connections on a small machine each one waits
+    /// seconds for its turn in steady state.
+    pub(crate) wrk_timeout_s: Option<u64>,
+    /// One run of the load tool for the whole run rather than one per
+    /// restart cycle, so that its connections are held throughout.
+    pub(crate) hold: bool,
+    /// Where soak and scale runs write their files.
+    pub(crate) out: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
 [--protocols h1,h2,h2-hyper] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
 [--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
 [--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--startup-only] [--no-trace] \
-[--json FILE] [--svg FILE]";
+[--json FILE] [--svg FILE]
+       demo --soak 10m [--restart-every 5s] [--first-generation-requests N] [--servers plain-axum] \
+[--connections N] [--streams N] [--out DIR]
+       demo --conns 10000 [--restarts 20] [--interval-s S] [--wrk-timeout-s S] [--out DIR]";
 
 pub(crate) fn parse() -> Args {
     let mut a = Args {
@@ -70,6 +96,14 @@ pub(crate) fn parse() -> Args {
         trace: true,
         json: None,
         svg: None,
+        soak: None,
+        restart_every: Duration::from_secs(5),
+        first_generation_requests: 1_000_000,
+        conns: None,
+        wrk_threads: 1,
+        wrk_timeout_s: None,
+        hold: false,
+        out: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -113,6 +147,12 @@ pub(crate) fn parse() -> Args {
             "--no-trace" => a.trace = false,
             "--json" => a.json = Some(value().into()),
             "--svg" => a.svg = Some(value().into()),
+            "--soak" => a.soak = Some(duration_or_usage(&value())),
+            "--restart-every" => a.restart_every = duration_or_usage(&value()),
+            "--first-generation-requests" => a.first_generation_requests = number(&value()),
+            "--conns" => a.conns = Some(number::<usize>(&value()).max(1)),
+            "--wrk-timeout-s" => a.wrk_timeout_s = Some(number::<u64>(&value()).max(1)),
+            "--out" => a.out = Some(value().into()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -120,7 +160,42 @@ pub(crate) fn parse() -> Args {
             other => usage(&format!("unknown flag {other}")),
         }
     }
+    if let Some(n) = a.conns {
+        // Scale: the example over HTTP/1.1, wrk's connections held
+        // throughout; nothing else measured.
+        a.servers = vec![Server::Axum];
+        a.protocols = vec![Protocol::Http1];
+        a.connections = n;
+        a.wrk_threads = 2;
+        a.hold = true;
+        a.compare_rounds = 0;
+        a.startup_samples = 0;
+    }
     a
+}
+
+/// `10m`, `90s`, `1500ms`, `1h` or a bare number of seconds.
+fn duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    if split == 0 {
+        return None;
+    }
+    let (n, unit) = s.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn duration_or_usage(s: &str) -> Duration {
+    duration(s)
+        .or_else(|| s.parse::<u64>().ok().map(Duration::from_secs))
+        .unwrap_or_else(|| usage(&format!("not a duration: {s}")))
 }
 
 fn number<T: std::str::FromStr>(s: &str) -> T {
@@ -131,4 +206,22 @@ fn number<T: std::str::FromStr>(s: &str) -> T {
 fn usage(problem: &str) -> ! {
     eprintln!("{problem}\n{USAGE}");
     std::process::exit(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("10m"), Some(Duration::from_secs(600)));
+        assert_eq!(duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(duration("2h"), Some(Duration::from_secs(7200)));
+        assert_eq!(duration("5"), None);
+        assert_eq!(duration("s"), None);
+        assert_eq!(duration("5d"), None);
+        assert_eq!(duration_or_usage("7"), Duration::from_secs(7));
+    }
 }

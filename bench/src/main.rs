@@ -22,12 +22,16 @@
 //! cargo run --release --bin demo -- --servers axum,testd --restarts 100 \
 //!     --json docs/bench.json --svg docs/bench.svg --startup-samples 60
 //! cargo run --release --bin demo -- --servers axum,testd --startup-only
+//! cargo run --release --bin demo -- --soak 10m --restart-every 1s   # growth over restarts
+//! cargo run --release --bin demo -- --conns 10000 --restarts 20    # held connections
 //! ```
 //!
 //! Modules: `cli` (flags), `servers` (what runs, and the comparison
-//! server), `supervision` (supervise or the respawn loop; `/proc`), `load`
-//! (built-in clients, wrk, h2load), `run` (the experiments), `measure`
-//! (windows, rates, percentiles), `report` (table, JSON, SVG).
+//! server), `supervision` (supervise or the respawn loop; `/proc`,
+//! `RLIMIT_NOFILE`), `load` (built-in clients, wrk, h2load, hyper's
+//! client), `run` (the experiments), `soak` (the soak and its growth
+//! figures), `measure` (windows, rates, percentiles, slopes), `report`
+//! (table, JSON, SVG; the soak's text, CSV and plot).
 
 mod cli;
 mod load;
@@ -35,6 +39,7 @@ mod measure;
 mod report;
 mod run;
 mod servers;
+mod soak;
 mod supervision;
 
 use report::{Report, Settings, Skipped};
@@ -54,6 +59,23 @@ fn main() {
     }
 
     let args = cli::parse();
+    if let Some(n) = args.conns {
+        // Every process started from here on inherits the limit.
+        let want = n as u64 * 2 + 1024;
+        match supervision::raise_nofile(want) {
+            Ok(((soft, hard), (new_soft, new_hard))) => eprintln!(
+                "RLIMIT_NOFILE for this program and all it starts: soft {new_soft}, hard {new_hard} (was {soft} / {hard}; {want} wanted{})",
+                // SAFETY: geteuid(2) has no preconditions.
+                match (unsafe { libc::geteuid() } == 0, new_hard > hard) {
+                    (_, true) => ", root: hard raised",
+                    _ if hard >= want => ", the hard limit was enough",
+                    (true, false) => ", root, but the hard limit could not be raised (no CAP_SYS_RESOURCE)",
+                    (false, false) => ", not root: hard kept",
+                }
+            ),
+            Err(e) => eprintln!("demo: cannot raise RLIMIT_NOFILE: {e}"),
+        }
+    }
     let bins = servers::build();
     if args.startup_only {
         let startup: Vec<_> = args
@@ -66,6 +88,14 @@ fn main() {
         return;
     }
     let tools = load::Tools::detect(args.builtin_load);
+    if let Some(total) = args.soak {
+        soak(&args, &bins, tools, total);
+        return;
+    }
+    if args.conns.is_some() && !tools.wrk {
+        eprintln!("demo: --conns needs wrk (the built-in clients are a thread per connection)");
+        std::process::exit(1);
+    }
     eprintln!(
         "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",
         if tools.wrk {
@@ -162,7 +192,74 @@ fn main() {
             eprintln!("demo: cannot draw {}: {e}", path.display());
         }
     }
+    if args.conns.is_some() {
+        let dir = out_dir(&args, "scale");
+        let text = format!(
+            "{}\n{}",
+            report::text(&report),
+            report::scale_text(&report.runs)
+        );
+        print!("\n{}", report::scale_text(&report.runs));
+        write(&dir.join("report.md"), &text);
+        write(&dir.join("report.json"), &report::json(&report));
+        if let Err(e) = report::plot(&report.runs, &dir.join("throughput.svg")) {
+            eprintln!("demo: cannot draw: {e}");
+        }
+        eprintln!("scale: report, JSON and plot in {}", dir.display());
+    }
     println!("\n{}", verdict(&report.runs));
+}
+
+/// The soak mode: run it, print its figures, write them with the readings
+/// and the plot into the output directory.
+fn soak(
+    args: &cli::Args,
+    bins: &servers::Binaries,
+    tools: load::Tools,
+    total: std::time::Duration,
+) {
+    let s = match soak::run(args, bins, tools, total) {
+        Ok(s) => s,
+        Err(reason) => {
+            eprintln!("demo: no soak: {reason}");
+            std::process::exit(1)
+        }
+    };
+    let dir = out_dir(args, "soak");
+    let text = report::soak_text(&s);
+    print!("{text}");
+    write(&dir.join("report.md"), &text);
+    write(&dir.join("readings.csv"), &report::soak_csv(&s));
+    let plot = dir.join("readings.svg");
+    if let Err(e) = report::soak_plot(&s, &plot) {
+        eprintln!("demo: cannot draw {}: {e}", plot.display());
+    }
+    println!(
+        "\nreport, readings (CSV) and plot (SVG) in {}",
+        dir.display()
+    );
+}
+
+/// `--out`, else a new directory under `target/seamless-bench`.
+fn out_dir(args: &cli::Args, mode: &str) -> std::path::PathBuf {
+    let dir = args.out.clone().unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../target/seamless-bench"
+        ))
+        .join(format!("{mode}-{secs}"))
+    });
+    std::fs::create_dir_all(&dir).expect("output directory");
+    dir
+}
+
+fn write(path: &std::path::Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        eprintln!("demo: cannot write {}: {e}", path.display());
+    }
 }
 
 /// The last line: whether any client saw a failure of a seamless server.

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::load::builtin::{Client, Outcome, Sample};
 use crate::load::Slice;
+use crate::supervision::ListenCounters;
 
 /// How long after the new generation's first answer a window still runs.
 pub(crate) const WINDOW_TAIL_MS: f64 = 1000.0;
@@ -109,8 +110,23 @@ pub(crate) struct RunFigures {
     /// Requests the load tool still had in flight when its duration ended
     /// (cut by the tool, not counted as failures).
     pub(crate) unfinished_at_tool_end: u64,
+    /// When the load's connections were held through the whole run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) held: Option<Held>,
     #[serde(skip)]
     pub(crate) series: Series,
+}
+
+/// A run whose load held its connections throughout (scale mode).
+#[derive(Serialize, Clone, Copy, Debug)]
+pub(crate) struct Held {
+    pub(crate) connections: usize,
+    /// From the load's start until the daemon held that many fds, s.
+    pub(crate) up_after_s: Option<f64>,
+    /// The machine's listen-queue counters once the connections were up,
+    /// and after the last restart.
+    pub(crate) listen_once_up: Option<ListenCounters>,
+    pub(crate) listen_after: Option<ListenCounters>,
 }
 
 /// The fields of `RunFigures` that describe the run rather than measure it.
@@ -121,6 +137,7 @@ pub(crate) struct Labels {
     pub(crate) load: String,
     pub(crate) launcher: Option<(u64, u64)>,
     pub(crate) daemon: Option<(u64, u64)>,
+    pub(crate) held: Option<Held>,
 }
 
 pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
@@ -322,6 +339,7 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
         launcher: memory(labels.launcher),
         daemon: memory(labels.daemon),
         unfinished_at_tool_end: rec.slices.iter().map(|s| s.unfinished).sum(),
+        held: labels.held,
         series,
     }
 }
@@ -351,6 +369,20 @@ fn first_answers(samples: &[Sample], restarts: &[Restart]) -> Vec<Option<f64>> {
                 .map(|s| s.done_ms() - r.at_ms)
         })
         .collect()
+}
+
+/// The least-squares slope of `y` over `x`: growth per unit of `x`. None
+/// with fewer than two distinct `x`.
+pub(crate) fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (x, y) in points {
+        sxy += (x - mean_x) * (y - mean_y);
+        sxx += (x - mean_x) * (x - mean_x);
+    }
+    (sxx > 0.0).then(|| sxy / sxx)
 }
 
 pub(crate) fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -404,6 +436,16 @@ mod tests {
             },
         ];
         assert_eq!(first_answers(&samples, &restarts), [Some(5.0), Some(11.0)]);
+    }
+
+    #[test]
+    fn slope_is_growth_per_unit() {
+        assert_eq!(slope(&[(0.0, 10.0), (1.0, 12.0), (2.0, 14.0)]), Some(2.0));
+        assert_eq!(slope(&[(0.0, 5.0), (1.0, 5.0), (2.0, 5.0)]), Some(0.0));
+        // Noise around a flat line: no growth.
+        assert_eq!(slope(&[(0.0, 4.0), (1.0, 8.0), (2.0, 4.0)]), Some(0.0));
+        assert_eq!(slope(&[(3.0, 1.0), (3.0, 9.0)]), None);
+        assert_eq!(slope(&[]), None);
     }
 
     #[test]

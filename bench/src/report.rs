@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::measure::{Percentiles, RunFigures};
 use crate::run::{Comparison, Startup};
+use crate::soak::Soak;
 
 #[derive(Serialize)]
 pub(crate) struct Settings {
@@ -349,4 +350,379 @@ pub(crate) fn plot(runs: &[RunFigures], path: &Path) -> Result<(), Box<dyn std::
     }
     root.present()?;
     Ok(())
+}
+
+/// The soak's figures and its targets, in plain words.
+pub(crate) fn soak_text(s: &Soak) -> String {
+    use crate::soak::{
+        growth, launcher_spread, long_share, within, within_generation, Process, Quantity,
+        GENERATION_RSSANON_TOLERANCE, LAUNCHER_RSSANON_TOLERANCE_KIB,
+    };
+    let mut out = String::new();
+    let w = &mut out;
+    writeln!(
+        w,
+        "Soak: {} under {} (`svc -t`) for {} s; {} restarts, each generation serving {:.1} s from its first answer{}; all traffic on 127.0.0.1.",
+        s.server,
+        s.supervisor,
+        s.seconds,
+        s.restarts(),
+        s.restart_every.as_secs_f64(),
+        if s.long_share > 0 {
+            format!(", the first one {} requests", s.long_share)
+        } else {
+            String::new()
+        }
+    )
+    .unwrap();
+    writeln!(w, "Load: {}.", s.load).unwrap();
+    if let Some(why) = &s.cut_short {
+        writeln!(w, "CUT SHORT: {why}.").unwrap();
+    }
+    writeln!(
+        w,
+        "Requests answered: {}; failed: {} ({}); hyper's client sent {} again as unprocessed after a GOAWAY (not failures).",
+        s.answered,
+        s.failed(),
+        if s.failed() == 0 {
+            "-".to_owned()
+        } else {
+            s.failures
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        s.resent
+    )
+    .unwrap();
+    let mut sorted = s.restart_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        (!sorted.is_empty()).then(|| sorted[((sorted.len() - 1) as f64 * p).round() as usize])
+    };
+    writeln!(
+        w,
+        "`svc -t` to the new generation's first answer (a new connection every 0.5 ms): median {} ms, p99 {} ms, max {} ms.",
+        ms(pct(0.5)),
+        ms(pct(0.99)),
+        ms(pct(1.0))
+    )
+    .unwrap();
+    writeln!(w).unwrap();
+    writeln!(w, "Across generations (each generation is a new launcher and a new daemon; growth is the least-squares slope of the readings over the restarts, and over the run's requests):").unwrap();
+    writeln!(w).unwrap();
+    writeln!(w, "| process | read | quantity | generations | first | last | min | max | growth per restart | growth per million requests |").unwrap();
+    writeln!(w, "|{}", " --- |".repeat(10)).unwrap();
+    let slope = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:+.3}"));
+    for process in [Process::Daemon, Process::Launcher] {
+        for at_end in [false, true] {
+            for q in Quantity::ALL {
+                if let Some(g) = growth(&s.readings, process, at_end, q) {
+                    writeln!(
+                        w,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        process.name(),
+                        if at_end {
+                            "before its restart"
+                        } else {
+                            "serving"
+                        },
+                        q.name(),
+                        g.generations,
+                        g.first,
+                        g.last,
+                        g.min,
+                        g.max,
+                        slope(g.per_restart),
+                        slope(g.per_million_requests)
+                    )
+                    .unwrap();
+                }
+            }
+        }
+    }
+    writeln!(w).unwrap();
+    writeln!(
+        w,
+        "Within a generation (the daemon, from serving to just before its restart):"
+    )
+    .unwrap();
+    for q in Quantity::ALL {
+        if let Some(g) = within_generation(&s.readings, q) {
+            writeln!(
+                w,
+                "- {}: median {:+.0} over a generation's life ({} generations), {} per million requests served",
+                q.name(),
+                g.median_growth,
+                g.generations,
+                slope(g.per_million_requests)
+            )
+            .unwrap();
+        }
+    }
+    writeln!(w).unwrap();
+    writeln!(w, "Targets:").unwrap();
+    match long_share(&s.readings) {
+        Some(((early, share), (n_early, n_share))) => {
+            let (ok, change) = within(early, share, GENERATION_RSSANON_TOLERANCE);
+            writeln!(
+                w,
+                "- a generation's RssAnon after {} requests within {:.0} % of after {}: {} ({} KiB after {} requests, {} KiB after {}: {:+.1} %)",
+                s.long_share,
+                GENERATION_RSSANON_TOLERANCE * 100.0,
+                crate::soak::EARLY_REQUESTS,
+                if ok { "MET" } else { "NOT MET" },
+                early,
+                n_early,
+                share,
+                n_share,
+                change
+            )
+            .unwrap();
+        }
+        None => writeln!(
+            w,
+            "- a generation's RssAnon after 1,000,000 requests within 10 % of after 10,000: NOT MEASURED (no generation served its long share; see --first-generation-requests)"
+        )
+        .unwrap(),
+    }
+    for (quantity, tolerance) in [
+        (Quantity::RssAnon, LAUNCHER_RSSANON_TOLERANCE_KIB),
+        (Quantity::Fds, 0),
+    ] {
+        let spreads: Vec<Option<u64>> = [false, true]
+            .iter()
+            .map(|at_end| launcher_spread(&s.readings, *at_end, quantity))
+            .collect();
+        let ok = spreads.iter().all(|x| x.is_some_and(|x| x <= tolerance));
+        let growths: Vec<String> = [false, true]
+            .iter()
+            .filter_map(|at_end| growth(&s.readings, Process::Launcher, *at_end, quantity))
+            .map(|g| {
+                format!(
+                    "{}..{} ({} per restart)",
+                    g.min,
+                    g.max,
+                    slope(g.per_restart)
+                )
+            })
+            .collect();
+        writeln!(
+            w,
+            "- the launcher's {} flat across {} restarts (every launcher within {} of the first's, serving and before its restart): {} (largest distance {}; {})",
+            quantity.name(),
+            s.restarts(),
+            tolerance,
+            if spreads.iter().any(Option::is_none) {
+                "NOT MEASURED"
+            } else if ok {
+                "MET"
+            } else {
+                "NOT MET"
+            },
+            spreads
+                .iter()
+                .map(|x| x.map_or("-".into(), |x| x.to_string()))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            growths.join(", then ")
+        )
+        .unwrap();
+    }
+    writeln!(
+        w,
+        "- 0 failed requests: {} ({} failed of {})",
+        if s.failed() == 0 && s.answered > 0 {
+            "MET"
+        } else {
+            "NOT MET"
+        },
+        s.failed(),
+        s.answered + s.failed()
+    )
+    .unwrap();
+    out
+}
+
+/// Every soak reading, one a line.
+pub(crate) fn soak_csv(s: &Soak) -> String {
+    let mut out = String::from(
+        "t_s,generation,point,requests,daemon_pid,daemon_vmrss_kib,daemon_rssanon_kib,daemon_fds,daemon_threads,launcher_pid,launcher_vmrss_kib,launcher_rssanon_kib,launcher_fds,launcher_threads\n",
+    );
+    let usage = |u: Option<crate::supervision::Usage>| {
+        u.map_or(",,,".into(), |u| {
+            format!("{},{},{},{}", u.vmrss_kib, u.rssanon_kib, u.fds, u.threads)
+        })
+    };
+    for r in &s.readings {
+        writeln!(
+            out,
+            "{:.3},{},{},{},{},{},{},{}",
+            r.t_s,
+            r.generation,
+            r.point.name(),
+            r.requests,
+            r.daemon_pid,
+            usage(r.daemon),
+            r.launcher_pid,
+            usage(r.launcher)
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// Three panels over the run's time: the daemon's RssAnon and VmRSS, the
+/// launcher's, and both processes' fds and threads.
+pub(crate) fn soak_plot(s: &Soak, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::soak::{Process, Quantity};
+    use plotters::prelude::*;
+    type Line = (Process, Quantity, RGBColor);
+    let panels: [(&str, &str, Vec<Line>); 3] = [
+        (
+            "daemon: RssAnon (blue), VmRSS (green), KiB",
+            "KiB",
+            vec![
+                (Process::Daemon, Quantity::RssAnon, BLUE),
+                (Process::Daemon, Quantity::VmRss, GREEN),
+            ],
+        ),
+        (
+            "launcher: RssAnon (blue), VmRSS (green), KiB",
+            "KiB",
+            vec![
+                (Process::Launcher, Quantity::RssAnon, BLUE),
+                (Process::Launcher, Quantity::VmRss, GREEN),
+            ],
+        ),
+        (
+            "open fds: daemon (blue), launcher (red); threads: daemon (green), launcher (magenta)",
+            "count",
+            vec![
+                (Process::Daemon, Quantity::Fds, BLUE),
+                (Process::Launcher, Quantity::Fds, RED),
+                (Process::Daemon, Quantity::Threads, GREEN),
+                (Process::Launcher, Quantity::Threads, MAGENTA),
+            ],
+        ),
+    ];
+    let value = |r: &crate::soak::Reading, p: Process, q: Quantity| {
+        let u = match p {
+            Process::Daemon => r.daemon,
+            Process::Launcher => r.launcher,
+        };
+        u.map(|u| (r.t_s as f32, q.of(&u) as f32))
+    };
+    let end = s.readings.last().map_or(1.0, |r| r.t_s as f32).max(1.0);
+    let root = SVGBackend::new(path, (1200, 300 * panels.len() as u32)).into_drawing_area();
+    root.fill(&WHITE)?;
+    for (area, (caption, unit, lines)) in root.split_evenly((panels.len(), 1)).iter().zip(&panels) {
+        let ymax = lines
+            .iter()
+            .flat_map(|(p, q, _)| s.readings.iter().filter_map(|r| value(r, *p, *q)))
+            .map(|v| v.1)
+            .fold(1.0f32, f32::max)
+            * 1.15;
+        let mut chart = ChartBuilder::on(area)
+            .caption(*caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f32..end, 0f32..ymax)?;
+        chart.configure_mesh().x_desc("s").y_desc(*unit).draw()?;
+        for (p, q, color) in lines {
+            chart.draw_series(
+                s.readings
+                    .iter()
+                    .filter_map(|r| value(r, *p, *q))
+                    .map(|v| Circle::new(v, 1, color.filled())),
+            )?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The scale run's figures and targets: held connections, p99 in restart
+/// windows against steady, the listen queues.
+pub(crate) fn scale_text(runs: &[RunFigures]) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    for run in runs {
+        let Some(held) = &run.held else { continue };
+        writeln!(
+            w,
+            "Scale, {} {}: {} keep-alive connections up after {} s, held through {} restarts.",
+            run.server,
+            run.protocol,
+            held.connections,
+            ms(held.up_after_s),
+            run.restarts
+        )
+        .unwrap();
+        let counters = |c: &Option<crate::supervision::ListenCounters>| {
+            c.map_or("-".into(), |c| {
+                format!("ListenOverflows {}, ListenDrops {}", c.overflows, c.drops)
+            })
+        };
+        writeln!(
+            w,
+            "/proc/net/netstat TcpExt (the whole machine's), once the connections were up: {}; after the last restart: {}.",
+            counters(&held.listen_once_up),
+            counters(&held.listen_after)
+        )
+        .unwrap();
+        writeln!(w).unwrap();
+        writeln!(w, "Targets (scale):").unwrap();
+        writeln!(
+            w,
+            "- 0 failed requests: {} ({} failed of {}{})",
+            if run.failed == 0 { "MET" } else { "NOT MET" },
+            run.failed,
+            run.requests,
+            if run.failed == 0 {
+                String::new()
+            } else {
+                format!(": {}", kinds(run))
+            }
+        )
+        .unwrap();
+        let (steady, window) = (
+            run.latency_ms.steady.p99,
+            run.latency_ms.restart_windows.p99,
+        );
+        let ratio = steady.zip(window).map(|(s, x)| x / s);
+        writeln!(
+            w,
+            "- p99 in restart windows <= 2 x steady ({}): {} ({} / {} ms = {})",
+            run.latency_source,
+            match ratio {
+                Some(x) if x <= 2.0 => "MET",
+                Some(_) => "NOT MET",
+                None => "NOT MEASURED",
+            },
+            ms2(window),
+            ms2(steady),
+            ratio.map_or("-".into(), |x| format!("{x:.2}"))
+        )
+        .unwrap();
+        let change = held
+            .listen_once_up
+            .zip(held.listen_after)
+            .map(|(a, b)| (b.overflows - a.overflows, b.drops - a.drops));
+        writeln!(
+            w,
+            "- ListenOverflows and ListenDrops unchanged once the connections are up: {} ({})",
+            match change {
+                Some((0, 0)) => "MET",
+                Some(_) => "NOT MET",
+                None => "NOT MEASURED",
+            },
+            change.map_or("-".into(), |(o, d)| format!("+{o} overflows, +{d} drops"))
+        )
+        .unwrap();
+    }
+    out
 }

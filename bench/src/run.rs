@@ -15,10 +15,11 @@ use serde::Serialize;
 use crate::cli::Args;
 use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
 use crate::load::{h2load, hyper_h2, wrk, Clock, Slice, Tools};
-use crate::measure::{self, Labels, Recorded, Restart, RunFigures};
+use crate::measure::{self, Held, Labels, Recorded, Restart, RunFigures};
 use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
 use crate::supervision::{
-    alive, children, cpu_us, exe, free_port, memory, temp_dir, Group, Supervisor,
+    alive, children, cpu_us, exe, fds, free_port, listen_counters, memory, temp_dir, Group,
+    Supervisor,
 };
 
 /// Why a run was not made.
@@ -96,8 +97,55 @@ pub(crate) fn restarts(
     };
     let daemon_mem = memory(first_pid);
 
-    // The built-in clients, for the whole run.
     let clock = Clock::new();
+    let script = (protocol == Protocol::Http1 && tools.wrk).then(|| wrk::script(&dir));
+
+    // Held connections: one wrk for the whole run, stopped after the last
+    // restart; the restarts begin once the daemon holds them all.
+    let mut held = None;
+    let mut held_wrk = None;
+    let mut up_ms = 0.0;
+    if args.hold && protocol == Protocol::Http1 && tools.wrk {
+        let seconds = args.restarts as u64 * args.interval_s + 600;
+        let started = Instant::now();
+        let shape = wrk::Shape {
+            threads: args.wrk_threads,
+            timeout_s: args.wrk_timeout_s,
+        };
+        held_wrk = Some(wrk::start_shaped(
+            shape,
+            port,
+            args.connections,
+            seconds,
+            script.as_deref(),
+            &dir,
+            &clock,
+        ));
+        let mut up_after_s = None;
+        while started.elapsed() < Duration::from_secs(120) {
+            if fds(first_pid).unwrap_or(0) >= args.connections as u64 {
+                up_after_s = Some(started.elapsed().as_secs_f64());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // Past the connections' own handshakes.
+        std::thread::sleep(Duration::from_secs(1));
+        eprintln!(
+            "{} connections up after {}",
+            args.connections,
+            up_after_s.map_or("- (not within 120 s)".into(), |s| format!("{s:.1} s"))
+        );
+        up_ms = clock.now_ms();
+        held = Some(Held {
+            connections: args.connections,
+            up_after_s,
+            listen_once_up: listen_counters(),
+            listen_after: None,
+        });
+    }
+
+    // The built-in clients, for the whole run.
     let load = Arc::new(Load {
         port,
         clock,
@@ -126,8 +174,6 @@ pub(crate) fn restarts(
         let (l, path) = (load.clone(), slow_path.clone());
         threads.push(std::thread::spawn(move || l.oneshot(&path, Client::Slow)));
     }
-    let script = (protocol == Protocol::Http1 && tools.wrk).then(|| wrk::script(&dir));
-
     // One cycle per restart: the load tool runs for the cycle, the restart
     // comes `lead` into it.
     let mut slices = Vec::new();
@@ -137,6 +183,7 @@ pub(crate) fn restarts(
     for i in 0..args.restarts {
         let cycle_began = Instant::now();
         let tool = match protocol {
+            _ if held_wrk.is_some() => None,
             Protocol::Http1 if tools.wrk => Some(Tool::Wrk(wrk::start(
                 port,
                 args.connections,
@@ -202,6 +249,14 @@ pub(crate) fn restarts(
             args.restarts
         );
     }
+    if let (Some(h), Some(running)) = (held.as_mut(), held_wrk) {
+        h.listen_after = listen_counters();
+        let mut slice = running.stop(&clock);
+        // Steady state begins once the connections are up.
+        slice.seconds = ((clock.now_ms() - up_ms) / 1000.0).floor() as u64;
+        slice.started_ms = up_ms;
+        slices.push(slice);
+    }
     std::thread::sleep(Duration::from_millis(300));
     load.stop.store(true, Ordering::SeqCst);
     let samples: Vec<Sample> = threads
@@ -218,6 +273,13 @@ pub(crate) fn restarts(
     let _ = std::fs::remove_dir_all(&dir);
 
     let load_desc = match protocol {
+        Protocol::Http1 if held.is_some() => format!(
+            "wrk -t{} -c{}{}, one run held through every restart, {} built-in keep-alive probes (1 ms apart)",
+            args.wrk_threads,
+            args.connections,
+            args.wrk_timeout_s.map_or(String::new(), |t| format!(" --timeout={t}s")),
+            args.probes
+        ),
         Protocol::Http1 if tools.wrk => format!(
             "wrk -t1 -c{} once per restart, {} built-in keep-alive probes (1 ms apart)",
             args.connections, args.probes
@@ -247,6 +309,7 @@ pub(crate) fn restarts(
             load: load_desc,
             launcher: launcher_mem,
             daemon: daemon_mem,
+            held,
         },
         Recorded {
             samples,

@@ -223,14 +223,108 @@ pub(crate) fn cpu_us(pid: u32) -> Option<f64> {
 
 /// (VmRSS, RssAnon) in KiB.
 pub(crate) fn memory(pid: u32) -> Option<(u64, u64)> {
+    let u = usage(pid)?;
+    Some((u.vmrss_kib, u.rssanon_kib))
+}
+
+/// What a process holds: memory, open files, threads.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Usage {
+    pub(crate) vmrss_kib: u64,
+    pub(crate) rssanon_kib: u64,
+    /// Entries of `/proc/PID/fd`.
+    pub(crate) fds: u64,
+    pub(crate) threads: u64,
+}
+
+/// The process's VmRSS, RssAnon and threads (`/proc/PID/status`) and open
+/// fds (`/proc/PID/fd`).
+pub(crate) fn usage(pid: u32) -> Option<Usage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+    Some(Usage {
+        vmrss_kib: status_field(&status, "VmRSS:")?,
+        rssanon_kib: status_field(&status, "RssAnon:")?,
+        fds: fds(pid)?,
+        threads: status_field(&status, "Threads:")?,
+    })
+}
+
+/// The number after `name` in `/proc/PID/status` text (kB units dropped).
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}
+
+/// How many files the process has open.
+pub(crate) fn fds(pid: u32) -> Option<u64> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64)
+}
+
+/// The kernel's listen-queue counters (`/proc/net/netstat`, TcpExt),
+/// counted since boot for the whole machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub(crate) struct ListenCounters {
+    /// Connections dropped because an accept queue was full.
+    pub(crate) overflows: u64,
+    /// Connection attempts a listener dropped, for any reason.
+    pub(crate) drops: u64,
+}
+
+pub(crate) fn listen_counters() -> Option<ListenCounters> {
+    let text = std::fs::read_to_string("/proc/net/netstat").ok()?;
+    Some(ListenCounters {
+        overflows: tcp_ext(&text, "ListenOverflows")?,
+        drops: tcp_ext(&text, "ListenDrops")?,
+    })
+}
+
+/// A TcpExt counter from `/proc/net/netstat`: a line of names, then a line
+/// of values, both beginning `TcpExt:`.
+fn tcp_ext(netstat: &str, name: &str) -> Option<u64> {
+    let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (names, values) = (lines.next()?, lines.next()?);
+    let at = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
+/// Raises this process's `RLIMIT_NOFILE`, which the supervisor, the
+/// servers and the load tools it starts inherit: the soft limit to the
+/// hard one, and as root the hard one to `want` too (within
+/// `fs.nr_open`; kept when refused: root in a container may lack
+/// `CAP_SYS_RESOURCE`). Returns (soft, hard) before and as set.
+pub(crate) fn raise_nofile(want: u64) -> std::io::Result<((u64, u64), (u64, u64))> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
     };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
+    // SAFETY: getrlimit(2) writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let before = (lim.rlim_cur, lim.rlim_max);
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } == 0 && lim.rlim_max < want {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(want);
+        let raised = libc::rlimit {
+            rlim_cur: want.min(nr_open),
+            rlim_max: want.min(nr_open),
+        };
+        // SAFETY: setrlimit(2) reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return Ok((before, (raised.rlim_cur, raised.rlim_max)));
+        }
+    }
+    lim.rlim_cur = lim.rlim_max;
+    // SAFETY: setrlimit(2) reads the struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((before, (lim.rlim_cur, lim.rlim_max)))
 }
 
 pub(crate) fn free_port() -> u16 {
@@ -247,4 +341,35 @@ pub(crate) fn temp_dir(what: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_ext_reads_the_value_under_its_name() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPTimeouts\n\
+                       TcpExt: 0 17 21 5\n\
+                       IpExt: InNoRoutes ListenDrops\n\
+                       IpExt: 9 9\n";
+        assert_eq!(tcp_ext(netstat, "ListenOverflows"), Some(17));
+        assert_eq!(tcp_ext(netstat, "ListenDrops"), Some(21));
+        assert_eq!(tcp_ext(netstat, "Missing"), None);
+        assert_eq!(tcp_ext("", "ListenDrops"), None);
+    }
+
+    #[test]
+    fn status_fields_drop_their_unit() {
+        let status = "Name:\taxum\nVmRSS:\t    5120 kB\nRssAnon:\t    1024 kB\nThreads:\t3\n";
+        assert_eq!(status_field(status, "VmRSS:"), Some(5120));
+        assert_eq!(status_field(status, "RssAnon:"), Some(1024));
+        assert_eq!(status_field(status, "Threads:"), Some(3));
+    }
+
+    #[test]
+    fn usage_of_this_process() {
+        let u = usage(std::process::id()).expect("own /proc");
+        assert!(u.fds >= 3 && u.threads >= 1 && u.rssanon_kib > 0);
+    }
 }

@@ -15,6 +15,7 @@
 //! then leaves the connection idle until its run ends.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -52,6 +53,8 @@ pub(crate) struct Running {
     thread: JoinHandle<Tally>,
     started_ms: f64,
     seconds: u64,
+    /// Answers so far, for a reading while the client runs.
+    answered: Arc<AtomicU64>,
 }
 
 /// Starts the client: `connections` connections of `streams` streams each,
@@ -66,6 +69,8 @@ pub(crate) fn start(
     let started_ms = clock.now_ms();
     let clock = *clock;
     let until = Instant::now() + Duration::from_secs(seconds);
+    let answered = Arc::new(AtomicU64::new(0));
+    let counter = answered.clone();
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -75,8 +80,8 @@ pub(crate) fn start(
         runtime.block_on(async {
             let tasks: Vec<_> = (0..connections)
                 .map(|_| {
-                    let tally = tally.clone();
-                    tokio::spawn(connection_loop(port, streams, until, clock, tally))
+                    let (tally, counter) = (tally.clone(), counter.clone());
+                    tokio::spawn(connection_loop(port, streams, until, clock, tally, counter))
                 })
                 .collect();
             for t in tasks {
@@ -91,10 +96,15 @@ pub(crate) fn start(
         thread,
         started_ms,
         seconds,
+        answered,
     }
 }
 
 impl Running {
+    pub(crate) fn answered_so_far(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn finish(self, _clock: &Clock) -> Slice {
         let tally = self.thread.join().unwrap_or_default();
         let done_ms = tally
@@ -125,6 +135,7 @@ async fn connection_loop(
     until: Instant,
     clock: Clock,
     tally: Arc<Mutex<Tally>>,
+    answered: Arc<AtomicU64>,
 ) {
     while Instant::now() < until {
         let stream = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
@@ -150,6 +161,7 @@ async fn connection_loop(
         let loops: Vec<_> = (0..streams)
             .map(|_| {
                 let (mut sender, tally) = (sender.clone(), tally.clone());
+                let answered = answered.clone();
                 tokio::spawn(async move {
                     while Instant::now() < until {
                         if sender.ready().await.is_err() {
@@ -167,7 +179,8 @@ async fn connection_loop(
                                 match body.map(|b| b.to_bytes()) {
                                     Ok(b) if status == 200 && b.starts_with(b"Server pid: ") => {
                                         let at = clock.ms(began) as f32;
-                                        note(&tally, |t| t.answers.push((at, took as u32)))
+                                        note(&tally, |t| t.answers.push((at, took as u32)));
+                                        answered.fetch_add(1, Ordering::Relaxed);
                                     }
                                     Ok(_) => note(&tally, |t| t.fail("hyper h2 bad answer")),
                                     Err(_) => note(&tally, |t| t.fail("hyper h2 body cut")),
