@@ -51,9 +51,10 @@ pub(crate) struct Args {
     pub(crate) conns: Option<usize>,
     /// wrk's threads.
     pub(crate) wrk_threads: usize,
-    /// wrk's `--timeout` in scale mode (wrk's own default, 2 s, if None):
-    /// with thousands of connections on a small machine each one waits
-    /// seconds for its turn in steady state.
+    /// wrk's `--timeout` (wrk's own default, 2 s, if None; 10 s in scale
+    /// mode unless given): with 10,000 connections on a 2-core machine
+    /// that also runs wrk, steady-state latency has a tail past 2 s with
+    /// no restart at all, and wrk counts such a slow answer as a timeout.
     pub(crate) wrk_timeout_s: Option<u64>,
     /// One run of the load tool for the whole run rather than one per
     /// restart cycle, so that its connections are held throughout.
@@ -170,6 +171,7 @@ pub(crate) fn parse() -> Args {
         a.hold = true;
         a.compare_rounds = 0;
         a.startup_samples = 0;
+        a.wrk_timeout_s.get_or_insert(10);
     }
     a
 }

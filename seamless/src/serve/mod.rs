@@ -18,7 +18,9 @@
 //!    finishes carries `Connection: close` (a flag of the connection's own,
 //!    which its driver sets before it polls hyper), and hyper closes the
 //!    connection once it is written. A connection with no request in
-//!    flight and no byte received for `idle_linger` is then closed. A
+//!    flight and no byte received for `idle_linger` is then closed, unless
+//!    its socket holds bytes not read yet (a busy runtime may not have
+//!    read a request that came in time: [`Listener::socket_of`]). A
 //!    connection accepted but not read yet is one of these: the request it
 //!    was opened for gets `idle_linger` to arrive, is served, and the
 //!    connection closes after the answer.
@@ -41,6 +43,7 @@ mod track;
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -151,6 +154,16 @@ pub trait Listener: Send + 'static {
 
     /// Accepts the next connection.
     fn accept(&mut self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+
+    /// The socket under `io`, if it has one, which the drain peeks at
+    /// before it closes a connection that looks idle: on a busy server a
+    /// request can sit in the kernel's buffer, not yet read, for longer
+    /// than the idle linger, and closing then would lose it. `None` (the
+    /// default) skips that check.
+    fn socket_of(io: &Self::Io) -> Option<RawFd> {
+        let _ = io;
+        None
+    }
 }
 
 impl Listener for tokio::net::TcpListener {
@@ -158,6 +171,10 @@ impl Listener for tokio::net::TcpListener {
 
     async fn accept(&mut self) -> io::Result<Self::Io> {
         tokio::net::TcpListener::accept(self).await.map(|(s, _)| s)
+    }
+
+    fn socket_of(io: &Self::Io) -> Option<RawFd> {
+        Some(io.as_raw_fd())
     }
 }
 
@@ -167,6 +184,27 @@ impl Listener for tokio::net::UnixListener {
     async fn accept(&mut self) -> io::Result<Self::Io> {
         tokio::net::UnixListener::accept(self).await.map(|(s, _)| s)
     }
+
+    fn socket_of(io: &Self::Io) -> Option<RawFd> {
+        Some(io.as_raw_fd())
+    }
+}
+
+/// Whether bytes wait unread in the receive buffer of `socket`.
+fn unread_input(socket: RawFd) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: a non-blocking peek of at most one byte into a live buffer;
+    // `socket` belongs to the connection of the task that calls this,
+    // which owns it until after its last poll.
+    let n = unsafe {
+        libc::recv(
+            socket,
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n > 0
 }
 
 /// What ends the accept loop; `seamless::shutdown()` unless told otherwise.
@@ -215,7 +253,8 @@ where
             Ok(io) => {
                 let track = shared.register(accepted_count);
                 accepted_count = accepted_count.wrapping_add(1);
-                spawn_connection(io, track, service.clone(), &builder, &shared);
+                let socket = L::socket_of(&io);
+                spawn_connection(io, socket, track, service.clone(), &builder, &shared);
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
@@ -257,6 +296,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 fn spawn_connection<I, S, B>(
     io: I,
+    socket: Option<RawFd>,
     track: Arc<Track>,
     service: S,
     builder: &Arc<auto::Builder<TokioExecutor>>,
@@ -325,7 +365,10 @@ fn spawn_connection<I, S, B>(
             });
             while timer.as_mut().poll(cx).is_ready() {
                 let now = track.activity();
-                if track.in_flight() == 0 && now == *seen {
+                // A request in the kernel's buffer that hyper has not read
+                // yet (the runtime is behind) is activity too.
+                let unread = socket.is_some_and(unread_input);
+                if track.in_flight() == 0 && now == *seen && !unread {
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                     cx.waker().wake_by_ref();

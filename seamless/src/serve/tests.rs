@@ -373,3 +373,20 @@ async fn an_upgrade_during_the_drain_gets_its_101_before_it_is_closed() {
     server.finished().await;
     assert!(!echoes(&mut conn).await, "then closed by the drain");
 }
+
+#[test]
+fn unread_input_sees_bytes_the_server_has_not_read() {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    let (mut client, mut server) = std::os::unix::net::UnixStream::pair().unwrap();
+    let fd = server.as_raw_fd();
+    assert!(!super::unread_input(fd), "nothing sent");
+    client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+    assert!(super::unread_input(fd), "a request waits unread");
+    assert!(super::unread_input(fd), "peeking reads nothing");
+    let mut buf = [0u8; 64];
+    let _ = server.read(&mut buf).unwrap();
+    assert!(!super::unread_input(fd), "read");
+    drop(client);
+    assert!(!super::unread_input(fd), "an end of file is no request");
+}
