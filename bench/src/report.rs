@@ -44,6 +44,23 @@ fn ms2(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}"))
 }
 
+/// p99 in restart windows over p99 in steady state, and the figures as
+/// `WINDOW / STEADY ms = RATIO` for a target line.
+fn p99_windows_over_steady(run: &RunFigures) -> (Option<f64>, String) {
+    let (steady, window) = (
+        run.latency_ms.steady.p99,
+        run.latency_ms.restart_windows.p99,
+    );
+    let ratio = steady.zip(window).map(|(s, x)| x / s);
+    let figures = format!(
+        "{} / {} ms = {}",
+        ms2(window),
+        ms2(steady),
+        ratio.map_or("-".into(), |x| format!("{x:.2}"))
+    );
+    (ratio, figures)
+}
+
 fn rps(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{:.0}", v))
 }
@@ -243,23 +260,16 @@ fn targets(w: &mut String, r: &Report) {
             run.protocol
         )
         .unwrap();
-        let (steady, window) = (
-            run.latency_ms.steady.p99,
-            run.latency_ms.restart_windows.p99,
-        );
-        let ratio = steady.zip(window).map(|(s, x)| x / s);
+        let (ratio, figures) = p99_windows_over_steady(run);
         writeln!(
             w,
-            "- {}: p99 in restart windows <= 1.2 x steady: {} ({} / {} ms = {})",
+            "- {}: p99 in restart windows <= 1.2 x steady: {} ({figures})",
             run.protocol,
             match ratio {
                 Some(x) if x <= 1.2 => "met",
                 Some(_) => "NOT MET",
                 None => "not measured",
             },
-            ms2(window),
-            ms2(steady),
-            ratio.map_or("-".into(), |x| format!("{x:.2}"))
         )
         .unwrap();
         let first = run.restart_ms_median.first_answer;
@@ -689,23 +699,16 @@ pub(crate) fn scale_text(runs: &[RunFigures]) -> String {
             }
         )
         .unwrap();
-        let (steady, window) = (
-            run.latency_ms.steady.p99,
-            run.latency_ms.restart_windows.p99,
-        );
-        let ratio = steady.zip(window).map(|(s, x)| x / s);
+        let (ratio, figures) = p99_windows_over_steady(run);
         writeln!(
             w,
-            "- p99 in restart windows <= 2 x steady ({}): {} ({} / {} ms = {})",
+            "- p99 in restart windows <= 2 x steady ({}): {} ({figures})",
             run.latency_source,
             match ratio {
                 Some(x) if x <= 2.0 => "MET",
                 Some(_) => "NOT MET",
                 None => "NOT MEASURED",
             },
-            ms2(window),
-            ms2(steady),
-            ratio.map_or("-".into(), |x| format!("{x:.2}"))
         )
         .unwrap();
         let change = held

@@ -66,21 +66,7 @@ pub(crate) fn restarts(
     );
     let program = std::fs::canonicalize(&launch.program).unwrap_or(launch.program.clone());
     let sup = Supervisor::start(args.builtin_supervisor, &launch, &dir);
-    let began = Instant::now();
-    let first_pid = loop {
-        if let Some(pid) = get_pid(port) {
-            break pid;
-        }
-        if began.elapsed() > Duration::from_secs(20) {
-            sup.stop(&[]);
-            return Err(format!(
-                "{} did not answer within 20 s; see {}",
-                server.name(),
-                dir.join("stderr").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (sup, first_pid) = first_answer(sup, server, port, &dir)?;
     if protocol.is_h2() && !speaks_h2c(port) {
         sup.stop(&[first_pid]);
         let _ = std::fs::remove_dir_all(&dir);
@@ -326,6 +312,32 @@ pub(crate) fn restarts(
 /// program, its daemon appeared, and the old generation exited. Polls
 /// every 250 µs until the new daemon is seen, every 2 ms after.
 #[allow(clippy::too_many_arguments)]
+/// Waits, 20 s at most, for the server `sup` started on `port` to answer;
+/// the supervisor back, and the pid that answered. Past that, stops the
+/// supervisor and says where the server's output is.
+pub(crate) fn first_answer(
+    sup: Supervisor,
+    server: Server,
+    port: u16,
+    dir: &Path,
+) -> Result<(Supervisor, u32), String> {
+    let began = Instant::now();
+    loop {
+        if let Some(pid) = get_pid(port) {
+            return Ok((sup, pid));
+        }
+        if began.elapsed() > Duration::from_secs(20) {
+            sup.stop(&[]);
+            return Err(format!(
+                "{} did not answer within 20 s; see {}",
+                server.name(),
+                dir.join("stderr").display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn trace(
     sup: &Supervisor,
     server: Server,

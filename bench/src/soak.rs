@@ -18,7 +18,7 @@ use crate::cli::Args;
 use crate::load::builtin::get_pid;
 use crate::load::{hyper_h2, wrk, Clock, Tools};
 use crate::measure::{median, slope};
-use crate::run::Skip;
+use crate::run::{first_answer, Skip};
 use crate::servers::{Binaries, Server};
 use crate::supervision::{free_port, temp_dir, usage, Supervisor, Usage};
 
@@ -135,21 +135,7 @@ pub(crate) fn run(
         Some(&dir.join("server.pid")),
     );
     let sup = Supervisor::start(args.builtin_supervisor, &launch, &dir);
-    let began = Instant::now();
-    let mut daemon = loop {
-        if let Some(pid) = get_pid(port) {
-            break pid;
-        }
-        if began.elapsed() > Duration::from_secs(20) {
-            sup.stop(&[]);
-            return Err(format!(
-                "{} did not answer within 20 s; see {}",
-                server.name(),
-                dir.join("stderr").display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let (sup, mut daemon) = first_answer(sup, server, port, &dir)?;
 
     let seconds = total.as_secs().max(2);
     let clock = Clock::new();
