@@ -4,6 +4,7 @@
 //! ```text
 //! seamless status PIDFILE [--json]
 //! seamless restart PIDFILE [--timeout DUR] [--spawn auto|always|never]
+//! seamless --version
 //! ```
 //!
 //! Exit status of `status`: 0 when a generation serves, 3 when none runs,
@@ -36,6 +37,7 @@ use std::time::Duration;
 const USAGE: &str = "usage:
   seamless status PIDFILE [--json]
   seamless restart PIDFILE [--timeout DUR] [--spawn auto|always|never]
+  seamless --version
 
 DUR is written as \"10s\", \"1500ms\", \"2m\" or \"1m30s\".
 --spawn: who starts the next launcher once the old one exits:
@@ -75,6 +77,7 @@ enum Command {
         spawn: Spawn,
     },
     Help,
+    Version,
 }
 
 fn parse(args: &[String]) -> Result<Command, String> {
@@ -82,6 +85,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
     let command = args.next().ok_or("a command is missing")?;
     if matches!(command.as_str(), "-h" | "--help" | "help") {
         return Ok(Command::Help);
+    }
+    if matches!(command.as_str(), "-V" | "--version") {
+        return Ok(Command::Version);
     }
     let mut pid_file = None;
     let (mut json, mut timeout, mut spawn) = (false, None, Spawn::Auto);
@@ -135,6 +141,10 @@ pub fn main() -> ExitCode {
             println!("{USAGE}");
             OK
         }
+        Ok(Command::Version) => {
+            println!("seamless {}", env!("CARGO_PKG_VERSION"));
+            OK
+        }
         Ok(Command::Status { pid_file, json }) => status::run(&pid_file, json),
         Ok(Command::Restart {
             pid_file,
@@ -163,6 +173,8 @@ mod tests {
             parse(&args("status /run/a.pid --json")),
             Ok(Command::Status { json: true, .. })
         ));
+        assert!(matches!(parse(&args("--version")), Ok(Command::Version)));
+        assert!(matches!(parse(&args("-V")), Ok(Command::Version)));
         assert!(matches!(
             parse(&args("restart /run/a.pid --timeout 1500ms --spawn always")),
             Ok(Command::Restart { timeout: Some(t), spawn: Spawn::Always, .. }) if t == Duration::from_millis(1500)

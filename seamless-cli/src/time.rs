@@ -35,6 +35,10 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
             .and_then(|ms| total_ms.checked_add(ms))
             .ok_or_else(|| format!("{text:?} is too long"))?;
     }
+    // As the attribute's parser: a zero timeout is a mistake, not "none".
+    if total_ms == 0 {
+        return Err(format!("{text:?}: a duration must be longer than zero"));
+    }
     Ok(Duration::from_millis(total_ms))
 }
 
@@ -92,7 +96,7 @@ mod tests {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        for bad in ["", "10", "s", "10x", "-1s"] {
+        for bad in ["", "10", "s", "10x", "-1s", "0s", "0ms", "0m0s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
