@@ -187,27 +187,9 @@ pub(crate) fn parse_stat(stat: &str) -> Option<Stat> {
 /// How many threads the calling process has (the launcher checks it is one
 /// before it forks).
 pub(crate) fn threads_of_self() -> io::Result<u64> {
-    // One read of a buffer large enough for the whole line (a few hundred
-    // bytes), rather than read_to_string's growing ones: this is on the
-    // start-up path of every generation.
-    let mut buf = [0u8; 4096];
-    let mut file = File::open("/proc/self/stat")?;
-    let mut len = 0;
-    loop {
-        match file.read(&mut buf[len..])? {
-            0 => break,
-            n => len += n,
-        }
-        if len == buf.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "/proc/self/stat is too long",
-            ));
-        }
-    }
+    let bytes = std::fs::read("/proc/self/stat")?;
     // The command name may hold any bytes; the fields after it are ASCII.
-    let text = String::from_utf8_lossy(&buf[..len]);
-    match parse_stat(&text) {
+    match parse_stat(&String::from_utf8_lossy(&bytes)) {
         Some(stat) if stat.pid == std::process::id() as i32 => Ok(stat.threads),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,

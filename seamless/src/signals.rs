@@ -341,11 +341,11 @@ mod tests {
         assert!(!d.sent_by_terminal());
     }
 
-    #[test]
-    fn a_raised_signal_is_recorded_with_its_sender() {
-        let pipe = SignalPipe::install(&[libc::SIGWINCH]).unwrap();
-        // SAFETY: kill on our own pid with a signal we handle.
-        unsafe { libc::kill(libc::getpid(), libc::SIGWINCH) };
+    /// Sends `signal` to this process and reads the pipe until its
+    /// record is there (half a second at most).
+    fn raise_and_read(pipe: &SignalPipe, signal: i32) -> Vec<Delivery> {
+        // SAFETY: kill on our own pid with a signal the caller handles.
+        unsafe { libc::kill(libc::getpid(), signal) };
         let mut got = Vec::new();
         for _ in 0..100 {
             got = pipe.drain();
@@ -354,6 +354,13 @@ mod tests {
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        got
+    }
+
+    #[test]
+    fn a_raised_signal_is_recorded_with_its_sender() {
+        let pipe = SignalPipe::install(&[libc::SIGWINCH]).unwrap();
+        let got = raise_and_read(&pipe, libc::SIGWINCH);
         assert_eq!(got[0].signal, libc::SIGWINCH);
         assert!(got[0].sent_by_process());
         assert_eq!(got[0].pid, std::process::id() as i32);
@@ -388,16 +395,7 @@ mod tests {
         let pipe = SignalPipe::install_direct(&[libc::SIGURG]).unwrap();
         assert_ne!(current(libc::SIGURG), before);
         assert!(SignalPipe::install_direct(&[libc::SIGURG]).is_err());
-        // SAFETY: kill on our own pid with a signal we handle.
-        unsafe { libc::kill(libc::getpid(), libc::SIGURG) };
-        let mut got = Vec::new();
-        for _ in 0..100 {
-            got = pipe.drain();
-            if !got.is_empty() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        let got = raise_and_read(&pipe, libc::SIGURG);
         assert_eq!(got[0].signal, libc::SIGURG);
         assert_eq!(got[0].pid, std::process::id() as i32);
         drop(pipe);
