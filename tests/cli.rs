@@ -493,23 +493,23 @@ fn a_successor_speaking_another_protocol_version_is_refused_and_the_old_one_serv
     assert!(launcher.wait(T).success());
     let handover = PathBuf::from(format!("{}.handover", sb.pid_file().display()));
     assert!(wait_until(T, || path_exists(&handover)));
-    let answer = raw(&handover, b"seamless/3 listener web\n");
+    let answer = raw(&handover, b"seamless/4 listener web\n");
     assert!(
         answer.starts_with(
-            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3"
+            "seamless/3 refused protocol version mismatch: the peer speaks seamless/4"
         ),
         "{answer:?}"
     );
     // The unversioned request of version 1: refused as well, and not
     // understood by such a client as a socket (`+`) or a miss (`-`).
     let answer = raw(&handover, b"web\n");
-    assert!(answer.starts_with("seamless/2 refused"), "{answer:?}");
+    assert!(answer.starts_with("seamless/3 refused"), "{answer:?}");
     assert!(wait_until(T, || sb.output().contains("refused pid")));
-    assert!(sb.output().contains("speaks seamless/3"), "{}", sb.output());
+    assert!(sb.output().contains("speaks seamless/4"), "{}", sb.output());
     // The old generation still serves, and hands its socket to a
     // successor that speaks its version.
     assert_eq!(sb.get("/").unwrap(), old);
-    let answer = raw(&handover, b"seamless/2 status\n");
+    let answer = raw(&handover, b"seamless/3 status\n");
     assert!(answer.contains("role detached"), "{answer:?}");
 }
 

@@ -1,5 +1,6 @@
 //! `seamless restart`: ask the serving generation to restart, then wait for
-//! a new generation to call `started()`, and say what happened.
+//! a new generation to call `started()` (and, with a probation, to pass
+//! it), and say what happened.
 //!
 //! Who starts the next launcher is settled before anything is asked
 //! (`launch::starter_of`); when `--spawn auto` cannot tell, nothing is
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use seamless::admin::{self, Generation, Outcome, Role};
+use seamless::admin::{self, Generation, Outcome, Role, Successor};
 
 use crate::launch::{self, Nobody, Starter};
 use crate::status::{describe, outcome};
@@ -40,10 +41,21 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Resu
         );
         return Ok(NONE_RUNS);
     }
-    let Some(old) = all.iter().find(|g| g.role == Role::Serving).cloned() else {
+    let Some(old) = all
+        .iter()
+        .find(|g| matches!(g.role, Role::Serving | Role::Probation))
+        .cloned()
+    else {
         return under_way(pid_file, &all, timeout);
     };
-    let timeout = timeout.unwrap_or(old.handover_timeout);
+    if let (Role::Probation, Some(until)) = (&old.role, old.until) {
+        eprintln!(
+            "generation {} is on probation until {}: the restart begins when it has passed",
+            old.pid,
+            format_time(until)
+        );
+    }
+    let timeout = timeout.unwrap_or_else(|| default_timeout(&old));
     let Some(launcher) = old.launcher else {
         eprintln!(
             "seamless restart: generation {} has no launcher any more; nothing can restart it",
@@ -66,7 +78,9 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Resu
         // Stage 1 first: the next generation must find the endpoint to
         // take the listeners from.
         let old = watch.old.as_ref().map_or(0, |g| g.pid);
-        while !matches!(admin::generation(pid_file, old)?, Some(g) if g.role != Role::Serving) {
+        while !matches!(admin::generation(pid_file, old)?,
+            Some(g) if !matches!(g.role, Role::Serving | Role::Probation))
+        {
             if Instant::now() >= deadline {
                 return Ok(watch.failed(None));
             }
@@ -75,6 +89,18 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Resu
         watch.child = Some(recipe.spawn()?);
     }
     watch.verdict()
+}
+
+/// How long to wait by default: the old generation's `handover_timeout`,
+/// plus the new one's probation, plus what is left of the old one's.
+fn default_timeout(old: &Generation) -> Duration {
+    let left = match (&old.role, old.until) {
+        (Role::Probation, Some(until)) => until
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    old.handover_timeout + old.probation.unwrap_or_default() + left
 }
 
 /// Who starts the next launcher.
@@ -160,7 +186,7 @@ fn under_way(pid_file: &Path, all: &[Generation], timeout: Option<Duration>) -> 
             .cloned()
     };
     let old = latest(Role::Detached).or_else(|| latest(Role::Draining));
-    let timeout = timeout.unwrap_or(old.as_ref().unwrap_or(&all[0]).handover_timeout);
+    let timeout = timeout.unwrap_or_else(|| default_timeout(old.as_ref().unwrap_or(&all[0])));
     let what = if all
         .iter()
         .any(|g| matches!(g.role, Role::Detached | Role::Starting))
@@ -192,6 +218,10 @@ struct Watch<'a> {
     timeout: Duration,
     /// The launcher this tool started, if it did.
     child: Option<Child>,
+    /// Successors known to have failed a probation when the wait began.
+    failed_before: BTreeSet<i32>,
+    /// A new generation seen on probation, and its probation's length.
+    on_probation: Option<(i32, Duration)>,
 }
 
 impl<'a> Watch<'a> {
@@ -204,6 +234,7 @@ impl<'a> Watch<'a> {
     ) -> Watch<'a> {
         let mut known: BTreeSet<i32> = all.iter().map(|g| g.pid).collect();
         known.extend(old.iter().flat_map(|g| g.successors.iter().map(|s| s.pid)));
+        let failed_before = probation_failures(all).map(|(_, s)| s.pid).collect();
         Watch {
             pid_file,
             old,
@@ -211,6 +242,8 @@ impl<'a> Watch<'a> {
             begun,
             timeout,
             child: None,
+            failed_before,
+            on_probation: None,
         }
     }
 
@@ -218,9 +251,10 @@ impl<'a> Watch<'a> {
         self.old.as_ref().map(|g| g.pid)
     }
 
-    /// Exit status 0 with `OLD -> NEW in T`, or 1 with what happened.
+    /// Exit status 0 with `OLD -> NEW in T` (and `(probation P passed)`),
+    /// or 1 with what happened.
     fn verdict(mut self) -> io::Result<u8> {
-        let deadline = self.begun + self.timeout;
+        let mut deadline = self.begun + self.timeout;
         // The old generation's last word: it may be gone by the verdict.
         let mut last_seen = None;
         loop {
@@ -236,8 +270,49 @@ impl<'a> Watch<'a> {
                     .old_pid()
                     .map_or_else(|| "none".to_owned(), |pid| pid.to_string());
                 let took = Duration::from_millis(self.begun.elapsed().as_millis() as u64);
-                println!("{old} -> {} in {}", new.pid, format_duration(took));
+                let passed = match (new.probation, self.on_probation) {
+                    (Some(p), _) | (None, Some((_, p))) => {
+                        format!(" (probation {} passed)", format_duration(p))
+                    }
+                    _ => String::new(),
+                };
+                println!("{old} -> {} in {}{passed}", new.pid, format_duration(took));
                 return Ok(OK);
+            }
+            if let Some((g, s)) =
+                probation_failures(&all).find(|(_, s)| !self.failed_before.contains(&s.pid))
+            {
+                eprintln!(
+                    "seamless restart: FAILED: successor {} {}",
+                    s.pid,
+                    outcome(s)
+                );
+                eprintln!("{}", headline(g));
+                return Ok(FAILED);
+            }
+            if self.on_probation.is_none() {
+                if let Some(new) = all
+                    .iter()
+                    .find(|g| Some(g.pid) != self.old_pid() && g.role == Role::Probation)
+                {
+                    let length = match (new.since, new.until) {
+                        (Some(since), Some(until)) => {
+                            until.duration_since(since).unwrap_or_default()
+                        }
+                        _ => new.probation.unwrap_or_default(),
+                    };
+                    eprintln!(
+                        "generation {} called started() {} after the request; on probation for {}",
+                        new.pid,
+                        format_duration(Duration::from_millis(
+                            self.begun.elapsed().as_millis() as u64
+                        )),
+                        format_duration(length)
+                    );
+                    self.on_probation = Some((new.pid, length));
+                    // The verdict is the probation's: wait for it.
+                    deadline = deadline.max(Instant::now() + length + PROBATION_SLACK);
+                }
             }
             // Nobody restarts the launcher this tool started: its end is
             // the verdict.
@@ -294,7 +369,7 @@ impl<'a> Watch<'a> {
                     Outcome::Running => " (has not called started())",
                     _ => "",
                 };
-                eprintln!("successor {}: {}{more}", s.pid, outcome(&s.outcome));
+                eprintln!("successor {}: {}{more}", s.pid, outcome(s));
             }
             if g.successors.is_empty() {
                 eprintln!("no successor made itself known");
@@ -341,6 +416,20 @@ impl<'a> Watch<'a> {
              again{from}"
         );
     }
+}
+
+/// How long after a probation's end its verdict is waited for.
+const PROBATION_SLACK: Duration = Duration::from_secs(2);
+
+/// Every successor some generation saw die during its probation, with
+/// that generation.
+fn probation_failures(all: &[Generation]) -> impl Iterator<Item = (&Generation, &Successor)> {
+    all.iter().flat_map(|g| {
+        g.successors
+            .iter()
+            .filter(|s| s.into_probation.is_some())
+            .map(move |s| (g, s))
+    })
 }
 
 /// The first line of [`describe`].

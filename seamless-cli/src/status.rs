@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use seamless::admin::{self, Generation, Outcome, Role};
+use seamless::admin::{self, Generation, Outcome, Role, Successor};
 use serde_json::{json, Value};
 
 use crate::time::{format_duration, format_time, unix_ms};
@@ -37,9 +37,10 @@ pub(crate) fn run(pid_file: &Path, as_json: bool) -> u8 {
     }
 }
 
-/// Serving, or detached and serving on while its successor starts.
+/// Serving (on probation or not), or detached and serving on while its
+/// successor starts or is on probation.
 pub(crate) fn serves(g: &Generation) -> bool {
-    matches!(g.role, Role::Serving | Role::Detached)
+    matches!(g.role, Role::Serving | Role::Probation | Role::Detached)
 }
 
 /// How long until `t`, if it is later.
@@ -53,7 +54,22 @@ pub(crate) fn describe(g: &Generation) -> String {
     if let Some(since) = g.since {
         out += &format!(" since {}", format_time(since));
     }
+    let covering = g.successors.iter().find_map(|s| match s.outcome {
+        Outcome::Probation { until } => Some((s.pid, until)),
+        _ => None,
+    });
     match (&g.role, g.until) {
+        (Role::Probation, Some(until)) => {
+            let left = left(until).map(format_duration).unwrap_or("0s".into());
+            out += &format!(", probation ends in {left} (at {})", format_time(until));
+        }
+        (Role::Detached, Some(_)) if covering.is_some() => {
+            let (pid, until) = covering.expect("checked");
+            out += &format!(
+                ", serves beside successor {pid} until its probation ends at {}",
+                format_time(until)
+            );
+        }
         (Role::Detached, Some(until)) => {
             out += &format!(
                 ", serves until {} at the latest (handover_timeout {})",
@@ -75,17 +91,37 @@ pub(crate) fn describe(g: &Generation) -> String {
         out += &format!("  listener {:?}: {}\n", l.name, l.address);
     }
     for s in &g.successors {
-        out += &format!("  successor {}: {}\n", s.pid, outcome(&s.outcome));
+        let mut line = outcome(s);
+        if s.into_probation.is_some() && serves(g) {
+            line += &format!("; generation {} serves again", g.pid);
+        }
+        out += &format!("  successor {}: {line}\n", s.pid);
     }
     out
 }
 
-pub(crate) fn outcome(o: &Outcome) -> String {
-    match o {
-        Outcome::Running => "running".into(),
-        Outcome::Exited(code) => format!("exited with status {code} before started()"),
-        Outcome::Killed(signal) => format!("killed by signal {signal} before started()"),
-        Outcome::Gone => "gone".into(),
+/// What became of a successor, in words.
+pub(crate) fn outcome(s: &Successor) -> String {
+    let how = match s.outcome {
+        Outcome::Running => return "running".into(),
+        Outcome::Probation { until } => {
+            let left = left(until).map(format_duration).unwrap_or("0s".into());
+            return format!("on probation, {left} left (until {})", format_time(until));
+        }
+        Outcome::Exited(code) => format!("status {code}"),
+        Outcome::Killed(signal) => format!("signal {signal}"),
+        Outcome::Gone => String::new(),
+    };
+    match (s.into_probation, how.is_empty()) {
+        (Some(into), false) => {
+            format!("died {:.1}s into its probation ({how})", into.as_secs_f64())
+        }
+        (Some(into), true) => format!("died {:.1}s into its probation", into.as_secs_f64()),
+        (None, false) if how.starts_with("status") => {
+            format!("exited with {how} before started()")
+        }
+        (None, false) => format!("killed by {how} before started()"),
+        (None, true) => "gone".into(),
     }
 }
 
@@ -104,13 +140,22 @@ fn to_json(g: &Generation) -> Value {
         "handover_timeout": format_duration(g.handover_timeout),
         "listeners": g.listeners.iter().map(|l| json!({"name": l.name, "address": l.address})).collect::<Vec<_>>(),
         "successors": g.successors.iter().map(|s| {
-            let (state, status, signal) = match s.outcome {
-                Outcome::Running => ("running", None, None),
-                Outcome::Exited(code) => ("exited", Some(code), None),
-                Outcome::Killed(signal) => ("killed", None, Some(signal)),
-                Outcome::Gone => ("gone", None, None),
+            let (state, status, signal, until) = match s.outcome {
+                Outcome::Running => ("running", None, None, None),
+                Outcome::Probation { until } => ("probation", None, None, Some(until)),
+                Outcome::Exited(code) => ("exited", Some(code), None, None),
+                Outcome::Killed(signal) => ("killed", None, Some(signal), None),
+                _ => ("gone", None, None, None),
             };
-            json!({"pid": s.pid, "state": state, "status": status, "signal": signal})
+            json!({
+                "pid": s.pid,
+                "state": state,
+                "status": status,
+                "signal": signal,
+                "probation_until": time(until),
+                "died_into_probation_ms": s.into_probation.map(|d| d.as_millis() as u64),
+                "text": outcome(s),
+            })
         }).collect::<Vec<_>>(),
     })
 }
@@ -129,14 +174,23 @@ mod tests {
             until: Some(UNIX_EPOCH + Duration::from_secs(4)),
             launcher: None,
             handover_timeout: Duration::from_secs(3),
+            probation: None,
             listeners: vec![Listener {
                 name: "web".into(),
                 address: "tcp 127.0.0.1:80".into(),
             }],
-            successors: vec![Successor {
-                pid: 43,
-                outcome: Outcome::Exited(3),
-            }],
+            successors: vec![
+                Successor {
+                    pid: 43,
+                    outcome: Outcome::Exited(3),
+                    into_probation: None,
+                },
+                Successor {
+                    pid: 44,
+                    outcome: Outcome::Exited(101),
+                    into_probation: Some(Duration::from_millis(1230)),
+                },
+            ],
         }
     }
 
@@ -148,7 +202,8 @@ mod tests {
             describe(&g),
             "generation 42: detached since 1970-01-01T00:00:01.000Z, serves until 1970-01-01T00:00:04.000Z at the latest (handover_timeout 3s)\n  \
              listener \"web\": tcp 127.0.0.1:80\n  \
-             successor 43: exited with status 3 before started()\n"
+             successor 43: exited with status 3 before started()\n  \
+             successor 44: died 1.2s into its probation (status 101); generation 42 serves again\n"
         );
         let doc = to_json(&g);
         assert_eq!(doc["pid"], 42);
@@ -158,6 +213,7 @@ mod tests {
         assert_eq!(doc["handover_timeout"], "3s");
         assert_eq!(doc["successors"][0]["state"], "exited");
         assert_eq!(doc["successors"][0]["status"], 3);
+        assert_eq!(doc["successors"][1]["died_into_probation_ms"], 1230);
         assert_eq!(doc["listeners"][0]["address"], "tcp 127.0.0.1:80");
     }
 }

@@ -18,6 +18,7 @@ const KEYS: &[&str] = &[
     "prepare_timeout",
     "handover_timeout",
     "shutdown_timeout",
+    "probation",
     "parent_signal",
     "on_pid_file_error",
     "crate",
@@ -36,6 +37,7 @@ struct Args {
     prepare_timeout: Option<(u64, Span)>,
     handover_timeout: Option<(u64, Span)>,
     shutdown_timeout: Option<(u64, Span)>,
+    probation: Option<(u64, Span)>,
     /// Without the `SIG` prefix.
     parent_signal: Option<(String, Span)>,
     /// The variant of `OnPidFileError`.
@@ -165,6 +167,7 @@ fn parse_args(tokens: TokenStream, args: &mut Args, errors: &mut Errors) -> bool
             "prepare_timeout" => set!(args.prepare_timeout, duration_value(&value, errors)),
             "handover_timeout" => set!(args.handover_timeout, duration_value(&value, errors)),
             "shutdown_timeout" => set!(args.shutdown_timeout, duration_value(&value, errors)),
+            "probation" => set!(args.probation, duration_value(&value, errors)),
             "parent_signal" => set!(args.parent_signal, signal_value(&value, errors)),
             "on_pid_file_error" => set!(args.on_pid_file_error, policy_value(&value, errors)),
             _ => unreachable!("every key of KEYS is handled"),
@@ -287,6 +290,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         ("prepare_timeout", parsed.prepare_timeout),
         ("handover_timeout", parsed.handover_timeout),
         ("shutdown_timeout", parsed.shutdown_timeout),
+        ("probation", parsed.probation),
     ];
     for (method, value) in timeouts {
         if let Some((ms, span)) = value {
@@ -369,6 +373,7 @@ mod tests {
                 prepare_timeout = "1m30s",
                 handover_timeout = "1500ms",
                 shutdown_timeout = "1h",
+                probation = "5s",
                 parent_signal = USR2,
                 on_pid_file_error = "run_plain",
                 crate = "my::seamless",
@@ -392,6 +397,7 @@ mod tests {
                         .prepare_timeout(::core::time::Duration::from_millis(90000u64))
                         .handover_timeout(::core::time::Duration::from_millis(1500u64))
                         .shutdown_timeout(::core::time::Duration::from_millis(3600000u64))
+                        .probation(::core::time::Duration::from_millis(5000u64))
                         .parent_signal(my::seamless::Signal::SIGUSR2)
                         .on_pid_file_error(my::seamless::OnPidFileError::RunPlain)
                 );

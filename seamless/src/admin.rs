@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handover::{self, Limits};
-use crate::wire::{self, Head, Request};
+use crate::wire::{self, Ended, Fate, Head, Request};
 
 const ASK_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_STATUS: usize = 64 * 1024;
@@ -33,6 +33,10 @@ pub enum Role {
     Starting,
     /// Called `started()`; the one a restart asks.
     Serving,
+    /// Called `started()` with a probation set: serves beside the
+    /// previous generation, which it sends TERM when the probation ends
+    /// (`until`).
+    Probation,
     /// Asked to restart: serves on until a successor calls `started()` or
     /// `handover_timeout` passes.
     Detached,
@@ -47,6 +51,7 @@ impl std::fmt::Display for Role {
         f.write_str(match self {
             Role::Starting => "starting",
             Role::Serving => "serving",
+            Role::Probation => "probation",
             Role::Detached => "detached",
             Role::Draining => "draining",
             Role::Other(other) => other,
@@ -68,9 +73,16 @@ pub struct Listener {
 pub enum Outcome {
     /// Alive (it may or may not have called `started()`: ask it).
     Running,
-    /// Exited with this status before calling `started()`.
+    /// Called `started()` and is on probation until then: the earlier
+    /// generation serves beside it.
+    Probation {
+        /// When the probation ends.
+        until: SystemTime,
+    },
+    /// Exited with this status, before calling `started()` or, if
+    /// [`Successor::into_probation`] says so, during its probation.
     Exited(i32),
-    /// Killed by this signal before calling `started()`.
+    /// Killed by this signal (when: as for [`Outcome::Exited`]).
     Killed(i32),
     /// No longer there, how it ended unknown.
     Gone,
@@ -83,6 +95,10 @@ pub struct Successor {
     pub pid: i32,
     /// What became of it.
     pub outcome: Outcome,
+    /// It ended this long into its probation (it had called `started()`);
+    /// `None` for a successor that ended before `started()`, or has not
+    /// ended.
+    pub into_probation: Option<Duration>,
 }
 
 /// One generation's status.
@@ -102,6 +118,9 @@ pub struct Generation {
     pub launcher: Option<i32>,
     /// The service's `handover_timeout`.
     pub handover_timeout: Duration,
+    /// The probation a generation of this build serves after `started()`
+    /// beside the previous one, if one is set.
+    pub probation: Option<Duration>,
     /// Its named sockets.
     pub listeners: Vec<Listener>,
     /// Its successors, as far as they made themselves known.
@@ -114,6 +133,7 @@ impl Generation {
         let role = match status.role.as_str() {
             "starting" => Role::Starting,
             "serving" => Role::Serving,
+            "probation" => Role::Probation,
             "detached" => Role::Detached,
             "draining" => Role::Draining,
             other => Role::Other(other.to_owned()),
@@ -121,18 +141,31 @@ impl Generation {
         let successors = status
             .successors
             .into_iter()
-            .map(|(pid, what)| {
-                let number = |prefix: &str| what.strip_prefix(prefix)?.parse().ok();
-                let outcome = if what == "running" {
-                    Outcome::Running
-                } else if let Some(code) = number("exited status ") {
-                    Outcome::Exited(code)
-                } else if let Some(signal) = number("killed signal ") {
-                    Outcome::Killed(signal)
-                } else {
-                    Outcome::Gone
+            .map(|(pid, fate)| {
+                let ms = |ms: Option<u64>| ms.map(Duration::from_millis);
+                let (outcome, into_probation) = match fate {
+                    Fate::Running => (Outcome::Running, None),
+                    Fate::Probation { until_ms } => (
+                        Outcome::Probation {
+                            until: time(until_ms),
+                        },
+                        None,
+                    ),
+                    Fate::Ended {
+                        how: Ended::Status(code),
+                        into_probation_ms,
+                    } => (Outcome::Exited(code), ms(into_probation_ms)),
+                    Fate::Ended {
+                        how: Ended::Signal(signal),
+                        into_probation_ms,
+                    } => (Outcome::Killed(signal), ms(into_probation_ms)),
+                    Fate::Gone { into_probation_ms } => (Outcome::Gone, ms(into_probation_ms)),
                 };
-                Successor { pid, outcome }
+                Successor {
+                    pid,
+                    outcome,
+                    into_probation,
+                }
             })
             .collect();
         Generation {
@@ -142,6 +175,7 @@ impl Generation {
             until: status.until_ms.map(time),
             launcher: status.launcher,
             handover_timeout: Duration::from_millis(status.handover_timeout_ms),
+            probation: Some(Duration::from_millis(status.probation_ms)).filter(|p| !p.is_zero()),
             listeners: status
                 .listeners
                 .into_iter()
@@ -303,14 +337,38 @@ mod tests {
             until_ms: Some(4000),
             launcher: None,
             handover_timeout_ms: 3000,
+            probation_ms: 0,
             listeners: vec![("web".into(), "tcp 127.0.0.1:1".into())],
             successors: vec![
-                (11, "exited status 3".into()),
-                (12, "killed signal 9".into()),
-                (13, "running".into()),
-                (14, "gone".into()),
+                (
+                    11,
+                    Fate::Ended {
+                        how: Ended::Status(3),
+                        into_probation_ms: None,
+                    },
+                ),
+                (
+                    12,
+                    Fate::Ended {
+                        how: Ended::Signal(9),
+                        into_probation_ms: Some(1200),
+                    },
+                ),
+                (13, Fate::Running),
+                (
+                    14,
+                    Fate::Gone {
+                        into_probation_ms: None,
+                    },
+                ),
+                (15, Fate::Probation { until_ms: 9000 }),
             ],
         });
+        assert_eq!(g.probation, None);
+        assert_eq!(
+            g.successors[1].into_probation,
+            Some(Duration::from_millis(1200))
+        );
         assert_eq!(g.role, Role::Detached);
         assert_eq!(g.until, Some(UNIX_EPOCH + Duration::from_secs(4)));
         assert_eq!(g.handover_timeout, Duration::from_secs(3));
@@ -321,7 +379,10 @@ mod tests {
                 Outcome::Exited(3),
                 Outcome::Killed(9),
                 Outcome::Running,
-                Outcome::Gone
+                Outcome::Gone,
+                Outcome::Probation {
+                    until: UNIX_EPOCH + Duration::from_secs(9)
+                },
             ]
         );
     }

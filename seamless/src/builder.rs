@@ -78,6 +78,29 @@ impl Builder {
         self
     }
 
+    /// A probation for each new generation (default: none). A generation
+    /// that calls `started()` serves beside the previous one for this long
+    /// before it sends it TERM; should it exit in that time (for any reason
+    /// but a TERM), the previous generation never stopped accepting and
+    /// goes on serving, names itself in the pid file again, and waits for
+    /// the supervisor's next generation as after stage 1. What it costs:
+    /// two generations serve at once for its length, each with its own
+    /// memory. A restart requested during a probation waits for it to end.
+    /// `Duration::ZERO` turns it off.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    ///
+    /// let session = seamless::Builder::new("/tmp/app.pid")
+    ///     .probation(Duration::from_secs(5))
+    ///     .start();
+    /// # drop(session);
+    /// ```
+    pub fn probation(mut self, length: Duration) -> Builder {
+        self.config.probation = Some(length).filter(|l| !l.is_zero());
+        self
+    }
+
     /// A signal the daemon sends its launcher after stage 1, in addition to
     /// the message on the control channel (the original's
     /// `SetParentTermSignal`). The launcher accepts it only when its daemon

@@ -88,6 +88,9 @@ pub(crate) struct Config {
     pub(crate) prepare_timeout: Duration,
     pub(crate) handover_timeout: Duration,
     pub(crate) shutdown_timeout: Option<Duration>,
+    /// How long a new generation serves beside the previous one before it
+    /// sends it TERM; `None`: at `started()`.
+    pub(crate) probation: Option<Duration>,
     pub(crate) parent_signal: Option<Signal>,
     pub(crate) on_pid_file_error: OnPidFileError,
 }
@@ -101,6 +104,7 @@ impl Config {
             prepare_timeout: Duration::from_secs(10),
             handover_timeout: Duration::from_secs(10),
             shutdown_timeout: None,
+            probation: None,
             parent_signal: None,
             on_pid_file_error: OnPidFileError::Exit,
         }

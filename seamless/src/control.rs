@@ -41,6 +41,9 @@ pub(crate) enum Message {
     Started,
     /// Daemon to launcher: the graceful shutdown (stage 3) has begun.
     Stopping,
+    /// Daemon to launcher: its probation passed; the previous generations
+    /// were sent TERM.
+    Passed,
 }
 
 impl Message {
@@ -50,6 +53,7 @@ impl Message {
             Message::Detached => b'D',
             Message::Started => b'S',
             Message::Stopping => b'X',
+            Message::Passed => b'P',
         }
     }
 
@@ -59,6 +63,7 @@ impl Message {
             b'D' => Message::Detached,
             b'S' => Message::Started,
             b'X' => Message::Stopping,
+            b'P' => Message::Passed,
             _ => return None,
         })
     }

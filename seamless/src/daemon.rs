@@ -50,8 +50,8 @@ use crate::handover::{self, Endpoint, Reply, Service};
 use crate::pidfile::PidFile;
 use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
-use crate::wire::{self, Ended, Head, Request};
-use crate::{net, procfs, progname, report, state, sys};
+use crate::wire::{self, Ended, Fate, Head, Request};
+use crate::{net, pidfile, procfs, progname, report, state, sys};
 
 // ---------------------------------------------------------------- machine
 
@@ -67,6 +67,23 @@ enum Phase {
     ShuttingDown { since: Instant },
 }
 
+/// While detached: a successor on probation, which this generation
+/// serves beside until the probation ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Covering {
+    pid: i32,
+    /// When the successor called `started()` (when we heard of it).
+    began: Instant,
+    until: Instant,
+    /// When its pidfd said it is gone: its launcher's report of how it
+    /// ended is awaited until [`REPORT_WAIT`] later.
+    gone_at: Option<Instant>,
+}
+
+/// How long a successor's launcher is given to report how it ended, once
+/// it is seen gone, before this generation goes on without knowing.
+const REPORT_WAIT: Duration = Duration::from_millis(250);
+
 /// What happens to the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
@@ -80,6 +97,12 @@ enum Event {
     Terminate(String),
     /// The launcher's end of the control channel closed.
     LauncherLost,
+    /// A successor called `started()` and is on probation this long.
+    ProbationBegan { pid: i32, length: Duration },
+    /// A successor is gone (its pidfd), how is not known yet.
+    SuccessorGone(i32),
+    /// A successor's launcher reported how it ended.
+    SuccessorEnded(i32, Ended),
     /// Time passed: deadlines are checked.
     Tick,
 }
@@ -103,6 +126,20 @@ enum Action {
     TermLauncher,
     /// Stage 2: the pid file handshake.
     Claim,
+    /// Stage 2 with a probation: name this generation in the pid file,
+    /// signal nobody yet.
+    ClaimProvisionally,
+    /// Tell the generation handing over that this one is on probation.
+    AnnounceProbation(Duration),
+    /// A successor failed its probation: record how, say so, name this
+    /// generation in the pid file again.
+    SuccessorFailed {
+        pid: i32,
+        how: Option<Ended>,
+        into: Duration,
+    },
+    /// Stop watching the successor's pidfd.
+    StopWatching,
     /// Stage 3: close the endpoint, fire `Shutdown`, run the handlers.
     BeginShutdown(String),
     /// `shutdown_timeout` passed: leave the pid file, exit with status 1.
@@ -122,6 +159,15 @@ struct Machine {
     attached: bool,
     /// The configured parent signal exists.
     parent_signal: bool,
+    /// The configured probation.
+    probation: Option<Duration>,
+    /// This generation's own probation: when it ends.
+    probation_until: Option<Instant>,
+    /// A restart requested during the probation, by whom: it begins when
+    /// the probation has passed.
+    pending_restart: Option<&'static str>,
+    /// While detached: the successor on probation.
+    covering: Option<Covering>,
     handover_timeout: Duration,
     shutdown_timeout: Option<Duration>,
 }
@@ -134,6 +180,10 @@ impl Machine {
             daemon,
             attached: daemon,
             parent_signal: config.parent_signal.is_some(),
+            probation: config.probation,
+            probation_until: None,
+            pending_restart: None,
+            covering: None,
             handover_timeout: config.handover_timeout,
             shutdown_timeout: config.shutdown_timeout,
         }
@@ -142,8 +192,15 @@ impl Machine {
     /// When the next [`Event::Tick`] is due.
     fn next_deadline(&self) -> Option<Instant> {
         match self.phase {
-            Phase::Running { .. } => None,
-            Phase::Detached { since, .. } => Some(since + self.handover_timeout),
+            Phase::Running { .. } => self.probation_until,
+            Phase::Detached { since, .. } => Some(match self.covering {
+                Some(Covering {
+                    gone_at: Some(gone),
+                    ..
+                }) => gone + REPORT_WAIT,
+                Some(c) => c.until + self.handover_timeout,
+                None => since + self.handover_timeout,
+            }),
             Phase::ShuttingDown { since } => self.shutdown_timeout.map(|limit| since + limit),
         }
     }
@@ -161,10 +218,11 @@ impl Machine {
     fn role(&self) -> (&'static str, Option<Instant>, Option<Instant>) {
         match self.phase {
             Phase::Running { started: false } => ("starting", None, None),
-            Phase::Running { started: true } => ("serving", self.started_at, None),
-            Phase::Detached { since, .. } => {
-                ("detached", Some(since), Some(since + self.handover_timeout))
-            }
+            Phase::Running { started: true } => match self.probation_until {
+                Some(until) => ("probation", self.started_at, Some(until)),
+                None => ("serving", self.started_at, None),
+            },
+            Phase::Detached { since, .. } => ("detached", Some(since), self.next_deadline()),
             Phase::ShuttingDown { since } => (
                 "draining",
                 Some(since),
@@ -195,7 +253,19 @@ impl Machine {
                 }
             },
             Event::Started => self.started(now),
-            Event::Terminate(reason) => self.shut_down(reason, now),
+            Event::Terminate(reason) => {
+                let mut actions = Vec::new();
+                if self.probation_until.take().is_some() {
+                    // A TERM is a stop, not a failure: the generations
+                    // this one was to replace stop with it.
+                    report::info!(
+                        "{reason} during the probation: the previous generations are sent TERM too"
+                    );
+                    actions.push(Action::Claim);
+                }
+                actions.extend(self.shut_down(reason, now));
+                actions
+            }
             Event::LauncherLost => {
                 let was_attached = std::mem::replace(&mut self.attached, false);
                 match self.phase {
@@ -206,15 +276,75 @@ impl Machine {
                     _ => Vec::new(),
                 }
             }
+            Event::ProbationBegan { pid, length } => match self.phase {
+                Phase::Detached { .. } => {
+                    report::info!(
+                        "successor {pid} called started() and is on probation for {length:?}: this generation serves beside it until then"
+                    );
+                    self.covering = Some(Covering {
+                        pid,
+                        began: now,
+                        until: now + length,
+                        gone_at: None,
+                    });
+                    Vec::new()
+                }
+                _ => vec![Action::StopWatching],
+            },
+            Event::SuccessorGone(pid) => {
+                if let Some(c) = &mut self.covering {
+                    if c.pid == pid && c.gone_at.is_none() {
+                        c.gone_at = Some(now);
+                    }
+                }
+                Vec::new()
+            }
+            Event::SuccessorEnded(pid, how) => match self.covering {
+                Some(c) if c.pid == pid => self.successor_failed(Some(how), now),
+                _ => Vec::new(),
+            },
             Event::Tick => self.tick(now),
         }
     }
 
-    fn restart_requested(&mut self, by: &str, now: Instant) -> Vec<Action> {
+    /// The successor on probation ended: this generation, which never
+    /// stopped accepting, serves on, detached again, waiting for the
+    /// supervisor's next generation under `handover_timeout`.
+    fn successor_failed(&mut self, how: Option<Ended>, now: Instant) -> Vec<Action> {
+        let Some(c) = self.covering.take() else {
+            return Vec::new();
+        };
+        if let Phase::Detached { started, .. } = self.phase {
+            self.phase = Phase::Detached {
+                since: now,
+                started,
+            };
+        }
+        vec![
+            Action::StopWatching,
+            Action::SuccessorFailed {
+                pid: c.pid,
+                how,
+                into: c.gone_at.unwrap_or(now).saturating_duration_since(c.began),
+            },
+        ]
+    }
+
+    fn restart_requested(&mut self, by: &'static str, now: Instant) -> Vec<Action> {
         let Phase::Running { started } = self.phase else {
             report::debug!("restart requested by {by} again: ignored");
             return Vec::new();
         };
+        if let Some(until) = self.probation_until {
+            if self.pending_restart.is_none() && self.daemon {
+                report::info!(
+                    "restart requested by {by} during the probation: it begins when the probation ends, in {:?}",
+                    until.saturating_duration_since(now)
+                );
+                self.pending_restart = Some(by);
+            }
+            return Vec::new();
+        }
         if !self.daemon {
             return Vec::new();
         }
@@ -245,7 +375,19 @@ impl Machine {
             Phase::Running { started: false } => {
                 self.phase = Phase::Running { started: true };
                 self.started_at = Some(now);
-                let mut actions = vec![Action::Claim];
+                let mut actions = match self.probation {
+                    Some(length) => {
+                        report::info!(
+                            "started(): on probation for {length:?}; the previous generation serves beside this one until it ends"
+                        );
+                        self.probation_until = Some(now + length);
+                        vec![
+                            Action::AnnounceProbation(length),
+                            Action::ClaimProvisionally,
+                        ]
+                    }
+                    None => vec![Action::Claim],
+                };
                 if self.attached {
                     actions.push(Action::Send(Message::Started));
                 }
@@ -267,6 +409,9 @@ impl Machine {
             return Vec::new();
         }
         self.phase = Phase::ShuttingDown { since: now };
+        self.probation_until = None;
+        self.pending_restart = None;
+        self.covering = None;
         let mut actions = Vec::new();
         if self.attached {
             actions.push(Action::Send(Message::Stopping));
@@ -277,6 +422,34 @@ impl Machine {
 
     fn tick(&mut self, now: Instant) -> Vec<Action> {
         match self.phase {
+            Phase::Running { .. } if self.probation_until.is_some_and(|t| now >= t) => {
+                self.probation_until = None;
+                report::info!("probation passed: the previous generations are sent TERM");
+                let mut actions = vec![Action::Claim];
+                if self.attached {
+                    actions.push(Action::Send(Message::Passed));
+                }
+                if let Some(by) = self.pending_restart.take() {
+                    actions.extend(self.restart_requested(by, now));
+                }
+                actions
+            }
+            Phase::Detached { .. } if self.covering.is_some() => {
+                let c = self.covering.expect("checked");
+                match c.gone_at {
+                    Some(gone) if now >= gone + REPORT_WAIT => self.successor_failed(None, now),
+                    Some(_) => Vec::new(),
+                    None if now >= c.until + self.handover_timeout => {
+                        self.covering = None;
+                        let reason = format!(
+                            "successor {}'s probation ended and it did not take over within handover_timeout ({:?})",
+                            c.pid, self.handover_timeout
+                        );
+                        self.shut_down(reason, now)
+                    }
+                    None => Vec::new(),
+                }
+            }
             Phase::Detached { since, .. } if now >= since + self.handover_timeout => {
                 let reason = format!(
                     "no new generation took over within handover_timeout ({:?})",
@@ -327,6 +500,11 @@ struct Shared {
     successors: Vec<Successor>,
     /// The shutdown handler running now, for the timeout's log line.
     running_handler: Option<String>,
+    /// Events from the endpoint's threads for the control thread (woken
+    /// by [`WAKE_INBOX`]).
+    inbox: Vec<Event>,
+    /// The successor on probation and its pidfd, readable once it is gone.
+    watch: Option<(i32, OwnedFd)>,
 }
 
 /// A later generation: a daemon a launcher reported spawning, or a peer
@@ -335,6 +513,8 @@ struct Shared {
 struct Successor {
     pid: i32,
     ended: Option<Ended>,
+    /// It ended this long into its probation.
+    into_probation: Option<Duration>,
 }
 
 /// The most successors remembered (the oldest are forgotten).
@@ -478,6 +658,10 @@ impl Daemon {
             if restart {
                 events.push(Event::RestartAsked);
             }
+            events.append(&mut self.shared().inbox);
+            if let Some(pid) = self.successor_gone() {
+                events.push(Event::SuccessorGone(pid));
+            }
             for delivery in signals.drain() {
                 events.push(match delivery.signal {
                     libc::SIGUSR2 => Event::RestartRequested("SIGUSR2"),
@@ -498,12 +682,22 @@ impl Daemon {
     }
 
     fn wait(&self, signals: &SignalPipe, attached: bool, timeout: nix::poll::PollTimeout) {
+        let shared = self.shared();
         let mut fds = vec![
             PollFd::new(signals.fd(), PollFlags::POLLIN),
             PollFd::new(self.wake.0.as_fd(), PollFlags::POLLIN),
         ];
         if let (true, Some(launcher)) = (attached, &self.launcher) {
             fds.push(PollFd::new(launcher.channel.as_fd(), PollFlags::POLLIN));
+        }
+        // A duplicate, so that the lock is not held across the poll.
+        let watch = shared
+            .watch
+            .as_ref()
+            .and_then(|(_, fd)| fd.try_clone().ok());
+        drop(shared);
+        if let Some(fd) = &watch {
+            fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
         }
         match nix::poll::poll(&mut fds, timeout) {
             Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -514,8 +708,22 @@ impl Daemon {
         }
     }
 
+    /// The successor on probation, if its pidfd says it is gone (the
+    /// watch ends then).
+    fn successor_gone(&self) -> Option<i32> {
+        let mut shared = self.shared();
+        let (pid, fd) = shared.watch.as_ref()?;
+        if !sys::readable(fd.as_fd(), Duration::ZERO).unwrap_or(false) {
+            return None;
+        }
+        let pid = *pid;
+        shared.watch = None;
+        Some(pid)
+    }
+
     /// Whether `started()` ([`WAKE_STARTED`]) and the endpoint
-    /// ([`WAKE_RESTART`]) wrote to the wake-up pipe (drained here).
+    /// ([`WAKE_RESTART`]) wrote to the wake-up pipe (drained here; a
+    /// [`WAKE_INBOX`] only wakes the loop).
     fn woken(&self) -> (bool, bool) {
         let mut drained = [0u8; 64];
         let (mut started, mut restart) = (false, false);
@@ -623,6 +831,46 @@ impl Daemon {
                     }
                 }
             }
+            Action::ClaimProvisionally => {
+                if let Some(pid_file) = &self.pid_file {
+                    match pid_file.claim_provisionally() {
+                        Ok(kept) if !kept.is_empty() => report::info!(
+                            "the pid file names this generation; {kept:?} serve on until the probation ends"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => report::error!("pid file handshake failed: {e}"),
+                    }
+                }
+            }
+            Action::AnnounceProbation(length) => {
+                if let Some(path) = &self.config.pid_file {
+                    let ms = length.as_millis().clamp(1, u64::MAX as u128) as u64;
+                    handover::tell(&handover::endpoint_path(path), &Request::Probation(ms));
+                }
+            }
+            Action::StopWatching => self.shared().watch = None,
+            Action::SuccessorFailed { pid, how, into } => {
+                let me = std::process::id();
+                let how_text = how.map(|h| format!(" ({h})")).unwrap_or_default();
+                let line = format!(
+                    "successor {pid} died {:.1}s into its probation{how_text}; generation {me} serves again",
+                    into.as_secs_f64()
+                );
+                report::warning!("{line}");
+                crate::notify::Notifier::from_env().status(&line);
+                self.successor(pid, how, Some(into));
+                if let Some(pid_file) = &self.pid_file {
+                    match pid_file.reinstate() {
+                        Ok(true) => {}
+                        Ok(false) => report::info!(
+                            "the pid file names a newer live generation: left as it is"
+                        ),
+                        Err(e) => report::warning!(
+                            "cannot name this generation in the pid file again: {e}"
+                        ),
+                    }
+                }
+            }
             Action::BeginShutdown(reason) => self.begin_shutdown(&reason),
             Action::GiveUp(limit) => {
                 match self.shared().running_handler.clone() {
@@ -678,6 +926,8 @@ impl Daemon {
 const WAKE_STARTED: u8 = b'S';
 /// What the endpoint writes into it for `seamless restart`.
 const WAKE_RESTART: u8 = b'R';
+/// What the endpoint writes into it after it put an event in the inbox.
+const WAKE_INBOX: u8 = b'I';
 
 /// The endpoint's answers: this generation's status, restart requests,
 /// and from stage 1 on, its listeners and state for the next generation.
@@ -689,7 +939,7 @@ impl Service for ControlService {
         let handing_over = matches!(daemon.machine().phase, Phase::Detached { .. });
         match request {
             Request::Listener(name) if handing_over => {
-                daemon.successor(peer.pid, None);
+                daemon.successor(peer.pid, None, None);
                 Reply::listener(&**net::registry(), &name)
             }
             Request::State(name) if handing_over => state::reply(&name),
@@ -711,32 +961,69 @@ impl Service for ControlService {
             },
             Request::Spawned(pid) => {
                 report::debug!("launcher {} spawned daemon {pid}", peer.pid);
-                daemon.successor(pid, None);
+                daemon.successor(pid, None, None);
                 Reply::head(Head::Ok(String::new()))
             }
             Request::Exited(pid, how) => {
-                report::warning!(
-                    "the next generation's daemon {pid} ended before started() ({how}); this generation goes on serving"
-                );
-                daemon.successor(pid, Some(how));
+                let on_probation = daemon.machine().covering.is_some_and(|c| c.pid == pid);
+                if on_probation {
+                    daemon.post(Event::SuccessorEnded(pid, how));
+                } else {
+                    report::warning!(
+                        "the next generation's daemon {pid} ended before started() ({how}); this generation goes on serving"
+                    );
+                    daemon.successor(pid, Some(how), None);
+                }
                 Reply::head(Head::Ok(String::new()))
             }
+            Request::Probation(ms) if handing_over => {
+                // The peer is connected, so its pid is its own: the pidfd
+                // cannot name another process.
+                match pidfile::open_pidfd(peer.pid) {
+                    Ok(Some(fd)) => daemon.shared().watch = Some((peer.pid, fd)),
+                    Ok(None) => report::warning!(
+                        "no pidfd for successor {}: its end is known only when its launcher reports it",
+                        peer.pid
+                    ),
+                    Err(why) => return Reply::refused(&format!("pid {}: {why}", peer.pid)),
+                }
+                daemon.successor(peer.pid, None, None);
+                daemon.post(Event::ProbationBegan {
+                    pid: peer.pid,
+                    length: Duration::from_millis(ms),
+                });
+                Reply::head(Head::Ok(String::new()))
+            }
+            Request::Probation(_) => Reply::refused("this generation is not handing over"),
         }
     }
 }
 
 impl Daemon {
+    /// Hands an event to the control thread.
+    fn post(&self, event: Event) {
+        self.shared().inbox.push(event);
+        let _ = nix::unistd::write(&self.wake.1, &[WAKE_INBOX]);
+    }
+
     /// Records what is known of a successor.
-    fn successor(&self, pid: i32, ended: Option<Ended>) {
+    fn successor(&self, pid: i32, ended: Option<Ended>, into_probation: Option<Duration>) {
         let mut shared = self.shared();
         let known = &mut shared.successors;
         match known.iter_mut().find(|s| s.pid == pid) {
-            Some(s) => s.ended = ended.or(s.ended),
+            Some(s) => {
+                s.ended = ended.or(s.ended);
+                s.into_probation = into_probation.or(s.into_probation);
+            }
             None => {
                 if known.len() >= MAX_SUCCESSORS {
                     known.remove(0);
                 }
-                known.push(Successor { pid, ended });
+                known.push(Successor {
+                    pid,
+                    ended,
+                    into_probation,
+                });
             }
         }
     }
@@ -752,24 +1039,35 @@ impl Daemon {
             at.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                 .map(|d| d.as_millis() as u64)
         };
-        let (role, since, until, attached) = {
+        let (role, since, until, attached, covering) = {
             let machine = self.machine();
             let (role, since, until) = machine.role();
             let since = since.or((role == "starting").then_some(self.born));
-            (role, since, until, machine.attached)
+            (role, since, until, machine.attached, machine.covering)
         };
         let successors = self
             .shared()
             .successors
             .iter()
             .map(|s| {
-                let what = match s.ended {
-                    Some(Ended::Status(code)) => format!("exited status {code}"),
-                    Some(Ended::Signal(signal)) => format!("killed signal {signal}"),
-                    None if procfs::is_alive(s.pid) => "running".into(),
-                    None => "gone".into(),
+                let into_probation_ms = s.into_probation.map(|d| d.as_millis() as u64);
+                let fate = match (s.ended, covering) {
+                    (Some(how), _) => Fate::Ended {
+                        how,
+                        into_probation_ms,
+                    },
+                    (None, Some(c)) if c.pid == s.pid && c.gone_at.is_none() => {
+                        match wall_ms(c.until) {
+                            Some(until_ms) => Fate::Probation { until_ms },
+                            None => Fate::Running,
+                        }
+                    }
+                    (None, _) if into_probation_ms.is_none() && procfs::is_alive(s.pid) => {
+                        Fate::Running
+                    }
+                    (None, _) => Fate::Gone { into_probation_ms },
                 };
-                (s.pid, what)
+                (s.pid, fate)
             })
             .collect();
         wire::Status {
@@ -779,6 +1077,7 @@ impl Daemon {
             until_ms: until.and_then(wall_ms),
             launcher: self.launcher.as_ref().map(|l| l.pid).filter(|_| attached),
             handover_timeout_ms: self.config.handover_timeout.as_millis() as u64,
+            probation_ms: self.config.probation.map_or(0, |p| p.as_millis() as u64),
             listeners: net::registry().list(),
             successors,
         }
@@ -914,6 +1213,176 @@ mod tests {
             }
         );
         assert_eq!(m.next_deadline(), Some(t0 + 10 * SECOND));
+    }
+
+    fn on_probation() -> Machine {
+        let mut config = config();
+        config.probation = Some(5 * SECOND);
+        Machine::new(&config, true)
+    }
+
+    #[test]
+    fn with_a_probation_started_signals_nobody_until_it_passes() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        assert_eq!(
+            m.step(Event::Started, t0),
+            [
+                Action::AnnounceProbation(5 * SECOND),
+                Action::ClaimProvisionally,
+                Action::Send(Message::Started)
+            ]
+        );
+        assert_eq!(m.role(), ("probation", Some(t0), Some(t0 + 5 * SECOND)));
+        assert_eq!(m.next_deadline(), Some(t0 + 5 * SECOND));
+        assert_eq!(m.step(Event::Tick, t0 + 4 * SECOND), []);
+        assert_eq!(
+            m.step(Event::Tick, t0 + 5 * SECOND),
+            [Action::Claim, Action::Send(Message::Passed)]
+        );
+        assert_eq!(m.role().0, "serving");
+        assert_eq!(m.next_deadline(), None);
+        assert_eq!(m.step(Event::Tick, t0 + 9 * SECOND), []);
+    }
+
+    #[test]
+    fn a_restart_during_the_probation_begins_when_it_passes() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        m.step(Event::Started, t0);
+        assert_eq!(m.may_restart(), Ok(()));
+        assert_eq!(m.step(Event::RestartRequested("test"), t0 + SECOND), []);
+        assert_eq!(m.step(Event::RestartRequested("again"), t0 + SECOND), []);
+        assert_eq!(m.phase, Phase::Running { started: true });
+        assert_eq!(
+            m.step(Event::Tick, t0 + 5 * SECOND),
+            [
+                Action::Claim,
+                Action::Send(Message::Passed),
+                Action::RunShutdownRequestHandlers,
+                Action::OpenEndpoint,
+                Action::Send(Message::Detached)
+            ]
+        );
+        assert!(matches!(m.phase, Phase::Detached { .. }));
+    }
+
+    #[test]
+    fn term_during_the_probation_stops_the_previous_generations_too() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        m.step(Event::Started, t0);
+        let actions = m.step(Event::Terminate("SIGTERM".into()), t0 + SECOND);
+        assert_eq!(actions[0], Action::Claim);
+        assert!(begins_shutdown(&actions, true));
+        // The probation is over with the shutdown: no second claim.
+        assert_eq!(m.step(Event::Tick, t0 + 6 * SECOND), []);
+    }
+
+    #[test]
+    fn losing_the_launcher_during_the_probation_signals_nobody() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        m.step(Event::Started, t0);
+        let actions = m.step(Event::LauncherLost, t0 + SECOND);
+        assert!(!actions.contains(&Action::Claim));
+        assert!(begins_shutdown(&actions, false));
+    }
+
+    /// A detached generation covering successor 77's probation.
+    fn covering(t0: Instant) -> Machine {
+        let mut m = daemon();
+        m.step(Event::Started, t0);
+        m.step(Event::RestartRequested("test"), t0);
+        let began = Event::ProbationBegan {
+            pid: 77,
+            length: 5 * SECOND,
+        };
+        assert_eq!(m.step(began, t0 + SECOND), []);
+        m
+    }
+
+    #[test]
+    fn a_successor_on_probation_suspends_the_handover_timeout() {
+        let t0 = Instant::now();
+        let mut m = covering(t0);
+        assert_eq!(m.role(), ("detached", Some(t0), Some(t0 + 16 * SECOND)));
+        assert_eq!(m.step(Event::Tick, t0 + 11 * SECOND), []);
+        // Its probation passed: it sends TERM, as without a probation.
+        let actions = m.step(Event::Terminate("SIGTERM".into()), t0 + 6 * SECOND);
+        assert!(begins_shutdown(&actions, true));
+    }
+
+    #[test]
+    fn a_successor_dying_on_probation_leaves_this_generation_serving() {
+        let t0 = Instant::now();
+        let mut m = covering(t0);
+        let died = t0 + 2 * SECOND;
+        assert_eq!(
+            m.step(Event::SuccessorEnded(77, Ended::Status(101)), died),
+            [
+                Action::StopWatching,
+                Action::SuccessorFailed {
+                    pid: 77,
+                    how: Some(Ended::Status(101)),
+                    into: SECOND
+                }
+            ]
+        );
+        // Detached again, with a new handover_timeout for the next one.
+        assert_eq!(
+            m.phase,
+            Phase::Detached {
+                since: died,
+                started: true
+            }
+        );
+        assert_eq!(m.next_deadline(), Some(died + 10 * SECOND));
+        assert_eq!(
+            m.step(Event::SuccessorEnded(77, Ended::Status(101)), died),
+            []
+        );
+    }
+
+    #[test]
+    fn a_successor_seen_gone_is_given_time_to_be_reported() {
+        let t0 = Instant::now();
+        let mut m = covering(t0);
+        let gone = t0 + 3 * SECOND;
+        assert_eq!(m.step(Event::SuccessorGone(77), gone), []);
+        assert_eq!(m.next_deadline(), Some(gone + REPORT_WAIT));
+        assert_eq!(m.step(Event::Tick, gone + REPORT_WAIT / 2), []);
+        assert_eq!(
+            m.step(Event::Tick, gone + REPORT_WAIT),
+            [
+                Action::StopWatching,
+                Action::SuccessorFailed {
+                    pid: 77,
+                    how: None,
+                    into: 2 * SECOND
+                }
+            ]
+        );
+        assert!(matches!(m.phase, Phase::Detached { .. }));
+    }
+
+    #[test]
+    fn a_successor_that_passed_but_never_took_over_is_waited_for_no_longer() {
+        let t0 = Instant::now();
+        let mut m = covering(t0);
+        assert_eq!(m.step(Event::Tick, t0 + 15 * SECOND), []);
+        assert!(begins_shutdown(
+            &m.step(Event::Tick, t0 + 16 * SECOND),
+            true
+        ));
+    }
+
+    #[test]
+    fn a_probation_is_covered_only_while_handing_over() {
+        let (mut m, t0) = (daemon(), Instant::now());
+        m.step(Event::Started, t0);
+        let began = Event::ProbationBegan {
+            pid: 77,
+            length: 5 * SECOND,
+        };
+        assert_eq!(m.step(began, t0), [Action::StopWatching]);
+        assert_eq!(m.covering, None);
     }
 
     #[test]

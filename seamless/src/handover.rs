@@ -942,12 +942,12 @@ mod tests {
         let path = dir.join("ep");
         let _endpoint = open_endpoint(&path, offered()).unwrap();
         let mut s = UnixStream::connect(&path).unwrap();
-        s.write_all(b"seamless/3 listener web\n").unwrap();
+        s.write_all(b"seamless/4 listener web\n").unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).unwrap();
         assert_eq!(
             answer,
-            "seamless/2 refused protocol version mismatch: the peer speaks seamless/3, this generation seamless/2\n"
+            "seamless/3 refused protocol version mismatch: the peer speaks seamless/4, this generation seamless/3\n"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -1063,10 +1063,10 @@ mod tests {
         let before = fds_on(a.as_raw_fd());
         let server = std::thread::spawn(move || {
             let replies: [(&[u8], usize); 4] = [
-                (b"seamless/2 ok tcp x\n", 2),
-                (b"seamless/2 ok tcp x\n", 0),
+                (b"seamless/3 ok tcp x\n", 2),
+                (b"seamless/3 ok tcp x\n", 0),
                 (b"?", 1),
-                (b"seamless/2 none\n", 1),
+                (b"seamless/3 none\n", 1),
             ];
             for (payload, count) in replies {
                 let (s, _) = fake.accept().unwrap();

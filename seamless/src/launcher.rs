@@ -153,6 +153,10 @@ enum Notice {
 enum Status {
     /// It called `started()`.
     Serving,
+    /// It called `started()` and is on probation for this long.
+    OnProbation(Duration),
+    /// It passed its probation: the previous generations were sent TERM.
+    Passed,
     /// A restart was requested: it prepares.
     Restarting,
     /// It finished stage 1 and serves on, detached.
@@ -161,12 +165,18 @@ enum Status {
     Draining,
     /// It ended before calling `started()`: the restart failed.
     EndedBeforeStarted(Ended),
+    /// It ended this long into its probation: the restart failed.
+    EndedInProbation(Ended, Duration),
 }
 
 impl Status {
     fn line(self, daemon: i32) -> String {
         match self {
             Status::Serving => format!("serving: daemon {daemon} has started"),
+            Status::OnProbation(length) => format!(
+                "serving: daemon {daemon} has started, on probation for {length:?}; the previous generation serves beside it"
+            ),
+            Status::Passed => format!("serving: daemon {daemon} passed its probation"),
             Status::Restarting => format!("restarting: daemon {daemon} prepares the handover"),
             Status::HandedOver => {
                 format!("restarting: daemon {daemon} serves until its successor has started")
@@ -175,6 +185,10 @@ impl Status {
             Status::EndedBeforeStarted(how) => {
                 format!("restart failed: daemon {daemon} ended ({how}) before started()")
             }
+            Status::EndedInProbation(how, lived) => format!(
+                "restart failed: daemon {daemon} ended ({how}) {:.1}s into its probation; the previous generation serves on",
+                lived.as_secs_f64()
+            ),
         }
     }
 }
@@ -199,6 +213,11 @@ struct Machine {
     channel_open: bool,
     /// The daemon called `started()`.
     started: bool,
+    /// The configured probation.
+    probation: Option<Duration>,
+    /// While the daemon is on probation: when it called `started()`, and
+    /// when the probation ends.
+    on_probation: Option<(Instant, Instant)>,
     /// While the daemon stops under systemd: when to extend the stop
     /// timeout next.
     next_extend: Option<Instant>,
@@ -216,6 +235,8 @@ impl Machine {
             phase: Phase::Running,
             channel_open: true,
             started: false,
+            probation: config.probation,
+            on_probation: None,
             next_extend: None,
             daemon,
             me,
@@ -240,10 +261,21 @@ impl Machine {
             Event::Message(Message::Detached) => self.detached(),
             Event::Message(Message::Started) => {
                 self.started = true;
+                let status = match self.probation {
+                    Some(length) => {
+                        self.on_probation = Some((now, now + length));
+                        Status::OnProbation(length)
+                    }
+                    None => Status::Serving,
+                };
                 vec![
                     Action::Notify(Notice::Ready),
-                    Action::Notify(Notice::Status(Status::Serving)),
+                    Action::Notify(Notice::Status(status)),
                 ]
+            }
+            Event::Message(Message::Passed) => {
+                self.on_probation = None;
+                vec![Action::Notify(Notice::Status(Status::Passed))]
             }
             Event::Message(Message::Stopping) => {
                 let mut actions = vec![
@@ -266,13 +298,13 @@ impl Machine {
             },
             Event::Exited(Exit::Code(code)) => {
                 report::debug!("daemon {} exited with status {code}", self.daemon);
-                let mut actions = self.ended_before_started(Ended::Status(code));
+                let mut actions = self.ended_early(Ended::Status(code), now);
                 actions.push(Action::Exit(code));
                 actions
             }
             Event::Exited(Exit::Signal(signal)) => {
                 report::warning!("daemon {} was killed by {signal}", self.daemon);
-                let mut actions = self.ended_before_started(Ended::Signal(signal as i32));
+                let mut actions = self.ended_early(Ended::Signal(signal as i32), now);
                 actions.push(Action::DieOf(signal));
                 actions
             }
@@ -284,14 +316,17 @@ impl Machine {
         }
     }
 
-    /// A daemon that ends before `started()` fails the restart that
-    /// started it: say so, to systemd and to the previous generation.
-    fn ended_before_started(&self, how: Ended) -> Vec<Action> {
-        if self.started {
-            return Vec::new();
-        }
+    /// A daemon that ends before `started()`, or during its probation,
+    /// fails the restart that started it: say so, to systemd and to the
+    /// previous generation (which serves on).
+    fn ended_early(&self, how: Ended, now: Instant) -> Vec<Action> {
+        let status = match (self.started, self.on_probation) {
+            (false, _) => Status::EndedBeforeStarted(how),
+            (true, Some((started, _))) => Status::EndedInProbation(how, now - started),
+            (true, None) => return Vec::new(),
+        };
         vec![
-            Action::Notify(Notice::Status(Status::EndedBeforeStarted(how))),
+            Action::Notify(Notice::Status(status)),
             Action::ReportEnded(how),
         ]
     }
@@ -308,12 +343,27 @@ impl Machine {
             Some(Signal::SIGCHLD) | None => Vec::new(), // exits come as Event::Exited
             Some(Signal::SIGTERM) => match self.phase {
                 Phase::Running if self.channel_open => {
-                    report::info!(
-                        "restart requested: asking daemon {} to prepare",
-                        self.daemon
-                    );
+                    // A daemon on probation prepares once the probation
+                    // is over: its deadline starts then.
+                    let from = match self.on_probation {
+                        Some((_, until)) if until > now => {
+                            report::info!(
+                                "restart requested: daemon {} prepares when its probation ends, in {:?}",
+                                self.daemon,
+                                until - now
+                            );
+                            until
+                        }
+                        _ => {
+                            report::info!(
+                                "restart requested: asking daemon {} to prepare",
+                                self.daemon
+                            );
+                            now
+                        }
+                    };
                     self.phase = Phase::Preparing {
-                        deadline: now + self.prepare_timeout,
+                        deadline: from + self.prepare_timeout,
                     };
                     vec![
                         Action::Notify(Notice::Reloading),
@@ -825,6 +875,62 @@ mod tests {
         assert_eq!(
             Status::EndedBeforeStarted(Ended::Status(3)).line(42),
             "restart failed: daemon 42 ended (status 3) before started()"
+        );
+    }
+
+    fn on_probation() -> Machine {
+        let mut config = Config::new("/tmp/x.pid".into());
+        config.prepare_timeout = Duration::from_secs(10);
+        config.probation = Some(Duration::from_secs(5));
+        Machine::new(&config, DAEMON, ME, true)
+    }
+
+    #[test]
+    fn a_daemon_ending_during_its_probation_fails_the_restart_aloud() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            m.step(Event::Message(Message::Started), t0)[1],
+            Action::Notify(Notice::Status(Status::OnProbation(5 * second)))
+        );
+        let how = Ended::Status(101);
+        let actions = m.step(Event::Exited(Exit::Code(101)), t0 + second);
+        assert_eq!(
+            actions,
+            [
+                Action::Notify(Notice::Status(Status::EndedInProbation(how, second))),
+                Action::ReportEnded(how),
+                Action::Exit(101)
+            ]
+        );
+        assert_eq!(
+            Status::EndedInProbation(how, second).line(42),
+            "restart failed: daemon 42 ended (status 101) 1.0s into its probation; the previous generation serves on"
+        );
+    }
+
+    #[test]
+    fn after_the_probation_an_exit_is_only_passed_on() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        m.step(Event::Message(Message::Started), t0);
+        assert_eq!(
+            m.step(Event::Message(Message::Passed), t0),
+            [Action::Notify(Notice::Status(Status::Passed))]
+        );
+        assert_eq!(m.step(Event::Exited(Exit::Code(0)), t0), [Action::Exit(0)]);
+    }
+
+    #[test]
+    fn a_restart_during_the_probation_is_given_until_its_end_to_prepare() {
+        let (mut m, t0) = (on_probation(), Instant::now());
+        let second = Duration::from_secs(1);
+        m.step(Event::Message(Message::Started), t0);
+        m.step(from(SUPERVISOR, Signal::SIGTERM), t0 + second);
+        assert_eq!(
+            m.phase,
+            Phase::Preparing {
+                deadline: t0 + 15 * second
+            }
         );
     }
 

@@ -59,6 +59,13 @@
 //! - [`PidFile::claim`] (stage 2, in the generation calling `started()`):
 //!   TERM every recorded generation that passes the checks, then record
 //!   ourselves as the only, newest generation.
+//! - [`PidFile::claim_provisionally`] (stage 2 with a probation): record
+//!   ourselves as the newest generation and keep every recorded one that
+//!   still passes the checks as `detached`, owed a TERM when the probation
+//!   ends ([`PidFile::claim`] then).
+//! - [`PidFile::reinstate`] (a successor died during its probation): name
+//!   ourselves the newest again, unless a live newer generation already
+//!   is.
 //! - [`PidFile::add_detached`] (stage 1, in a generation that never called
 //!   `started()`): keep the recorded generations that still pass the checks,
 //!   add ourselves as `detached`.
@@ -290,7 +297,7 @@ pub(crate) fn verify(entry: &ProcessIdentity, ctx: &Context) -> Verdict {
 
 /// Opens a pidfd for `pid`. `Ok(None)`: the kernel (or a seccomp filter)
 /// offers none, fall back to `kill`.
-fn open_pidfd(pid: i32) -> Result<Option<OwnedFd>, String> {
+pub(crate) fn open_pidfd(pid: i32) -> Result<Option<OwnedFd>, String> {
     debug_assert!(pid > 1);
     // SAFETY: pidfd_open(2) takes a pid and flags (no pointers) and returns
     // a new descriptor or -1.
@@ -584,6 +591,52 @@ impl PidFile {
             }],
         )?;
         Ok(claimed)
+    }
+
+    /// Stage 2 with a probation: record us as the newest generation,
+    /// keeping every earlier one that still passes the checks, as
+    /// `detached`: none is signalled now. Returns their pids.
+    pub(crate) fn claim_provisionally(&self) -> io::Result<Vec<i32>> {
+        let lock = self.lock()?;
+        let contents = self.read(&lock)?;
+        let ctx = Context::new(contents.trust)?;
+        let mut entries = self.still_valid(contents.parsed, &ctx);
+        for e in &mut entries {
+            e.standing = Standing::Detached;
+        }
+        let kept = entries.iter().map(|e| e.identity.pid).collect();
+        entries.insert(
+            0,
+            Entry {
+                standing: Standing::Newest,
+                identity: ctx.me,
+            },
+        );
+        self.write(&lock, &entries)?;
+        Ok(kept)
+    }
+
+    /// A successor died during its probation: this generation, which
+    /// serves on, is the newest again, unless a live generation other
+    /// than us is recorded as the newest (a later one took over).
+    /// Entries that no longer pass the checks (the dead successor) go.
+    pub(crate) fn reinstate(&self) -> io::Result<bool> {
+        let lock = self.lock()?;
+        let contents = self.read(&lock)?;
+        let ctx = Context::new(contents.trust)?;
+        let mut entries = self.still_valid(contents.parsed, &ctx);
+        if entries.iter().any(|e| e.standing == Standing::Newest) {
+            return Ok(false);
+        }
+        entries.insert(
+            0,
+            Entry {
+                standing: Standing::Newest,
+                identity: ctx.me,
+            },
+        );
+        self.write(&lock, &entries)?;
+        Ok(true)
     }
 
     /// Stage 1 in a generation that never called `started()`: record us as

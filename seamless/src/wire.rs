@@ -8,31 +8,33 @@
 //! newline: the protocol version, a verb, its arguments.
 //!
 //! ```text
-//! seamless/2 listener <name>      a socket by name (with SCM_RIGHTS)
-//! seamless/2 state <name>         named state offered to the next generation
-//! seamless/2 status               the status record below
-//! seamless/2 restart              stage 1, as a TERM to the launcher would
-//! seamless/2 spawned <pid>        a launcher tells: I started daemon <pid>
-//! seamless/2 exited <pid> <how>   ... and it ended (status N | signal N)
+//! seamless/3 listener <name>      a socket by name (with SCM_RIGHTS)
+//! seamless/3 state <name>         named state offered to the next generation
+//! seamless/3 status               the status record below
+//! seamless/3 restart              stage 1, as a TERM to the launcher would
+//! seamless/3 spawned <pid>        a launcher tells: I started daemon <pid>
+//! seamless/3 exited <pid> <how>   ... and it ended (status N | signal N)
+//! seamless/3 probation <ms>       the asking generation called started()
+//!                                 and is on probation for <ms>
 //! ```
 //!
 //! # Answers
 //!
 //! A head line, then a body until the server hangs up:
-//! `seamless/2 ok [text]`, `seamless/2 none` (no such name) or
-//! `seamless/2 refused <reason>`. Fds travel with the first byte.
+//! `seamless/3 ok [text]`, `seamless/3 none` (no such name) or
+//! `seamless/3 refused <reason>`. Fds travel with the first byte.
 //!
 //! # Versions
 //!
 //! A request in another version, or none (the unversioned requests of
 //! version 1 were a bare socket name), is answered
-//! `seamless/2 refused protocol ...` and logged by the server; a client
+//! `seamless/3 refused protocol ...` and logged by the server; a client
 //! that reads another version refuses the answer. Neither side guesses.
 
 use std::fmt::Write as _;
 
 /// The protocol this build speaks.
-pub(crate) const VERSION: &str = "seamless/2";
+pub(crate) const VERSION: &str = "seamless/3";
 /// The longest request line, newline included.
 pub(crate) const MAX_REQUEST: usize = 512;
 /// The longest name (socket or state), in bytes.
@@ -76,6 +78,9 @@ pub(crate) enum Request {
     Restart,
     Spawned(i32),
     Exited(i32, Ended),
+    /// The peer called `started()` and is on probation for this many
+    /// milliseconds: the asked generation serves on until it ends.
+    Probation(u64),
 }
 
 /// Why a request line was not understood.
@@ -113,6 +118,7 @@ impl Request {
             Request::Restart => format!("{VERSION} restart\n"),
             Request::Spawned(pid) => format!("{VERSION} spawned {pid}\n"),
             Request::Exited(pid, how) => format!("{VERSION} exited {pid} {how}\n"),
+            Request::Probation(ms) => format!("{VERSION} probation {ms}\n"),
         }
     }
 
@@ -146,6 +152,12 @@ impl Request {
                     _ => Err(Refusal::Malformed("bad exit")),
                 }
             }
+            "probation" => args
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0 && !args.starts_with('+'))
+                .map(Request::Probation)
+                .ok_or(Refusal::Malformed("bad probation")),
             _ => Err(Refusal::Malformed("unknown verb")),
         }
     }
@@ -213,11 +225,69 @@ pub(crate) struct Status {
     pub(crate) until_ms: Option<u64>,
     pub(crate) launcher: Option<i32>,
     pub(crate) handover_timeout_ms: u64,
+    /// The configured probation, 0 for none.
+    pub(crate) probation_ms: u64,
     /// (name, kind and address).
     pub(crate) listeners: Vec<(String, String)>,
-    /// (pid, what is known: `fetched`, `spawned`, `running`, `exited
-    /// status N`, ...).
-    pub(crate) successors: Vec<(i32, String)>,
+    /// (pid, what became of it).
+    pub(crate) successors: Vec<(i32, Fate)>,
+}
+
+/// What became of a successor, as far as its predecessor knows:
+/// `running`, `probation <until ms>`, `ended <status N | signal N>
+/// [probation <ms>]` or `gone [probation <ms>]`, where `probation <ms>`
+/// says that it ended that long into its probation (else before it called
+/// `started()`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fate {
+    /// Alive.
+    Running,
+    /// Called `started()`, on probation until this time.
+    Probation { until_ms: u64 },
+    /// Ended, how, and if during its probation, how long into it.
+    Ended {
+        how: Ended,
+        into_probation_ms: Option<u64>,
+    },
+    /// No longer there, how it ended unknown.
+    Gone { into_probation_ms: Option<u64> },
+}
+
+impl Fate {
+    fn encode(&self) -> String {
+        let into = |ms: &Option<u64>| ms.map(|ms| format!(" probation {ms}")).unwrap_or_default();
+        match self {
+            Fate::Running => "running".into(),
+            Fate::Probation { until_ms } => format!("probation {until_ms}"),
+            Fate::Ended {
+                how,
+                into_probation_ms,
+            } => format!("ended {how}{}", into(into_probation_ms)),
+            Fate::Gone { into_probation_ms } => format!("gone{}", into(into_probation_ms)),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Fate> {
+        let f: Vec<&str> = text.split(' ').collect();
+        let ms = |s: &str| s.parse::<u64>().ok().filter(|_| !s.starts_with('+'));
+        let into = |rest: &[&str]| match rest {
+            [] => Some(None),
+            ["probation", v] => ms(v).map(Some),
+            _ => None,
+        };
+        match f.as_slice() {
+            ["running"] => Some(Fate::Running),
+            ["probation", until] => ms(until).map(|until_ms| Fate::Probation { until_ms }),
+            ["ended", kind, value, rest @ ..] => Some(Fate::Ended {
+                how: Ended::parse(kind, value)?,
+                into_probation_ms: into(rest)?,
+            }),
+            ["gone", rest @ ..] => Some(Fate::Gone {
+                into_probation_ms: into(rest)?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 impl Status {
@@ -235,6 +305,9 @@ impl Status {
             let _ = writeln!(out, "launcher {pid}");
         }
         let _ = writeln!(out, "handover_timeout {}", self.handover_timeout_ms);
+        if self.probation_ms > 0 {
+            let _ = writeln!(out, "probation {}", self.probation_ms);
+        }
         for (name, address) in &self.listeners {
             // The name may hold spaces, the address not its newline.
             let _ = writeln!(
@@ -244,8 +317,8 @@ impl Status {
                 one_line(&format!("{name}{address}"))
             );
         }
-        for (pid, what) in &self.successors {
-            let _ = writeln!(out, "successor {pid} {}", one_line(what));
+        for (pid, fate) in &self.successors {
+            let _ = writeln!(out, "successor {pid} {}", fate.encode());
         }
         out
     }
@@ -262,6 +335,7 @@ impl Status {
                 "until" => status.until_ms = num(value),
                 "launcher" => status.launcher = value.parse().ok(),
                 "handover_timeout" => status.handover_timeout_ms = num(value).unwrap_or(0),
+                "probation" => status.probation_ms = num(value).unwrap_or(0),
                 "listener" => {
                     let (len, rest) = value.split_once(' ').unwrap_or((value, ""));
                     let len: usize = len
@@ -274,9 +348,10 @@ impl Status {
                     status.listeners.push((name.to_owned(), address.to_owned()));
                 }
                 "successor" => {
-                    let (pid, what) = value.split_once(' ').unwrap_or((value, ""));
-                    if let Ok(pid) = pid.parse() {
-                        status.successors.push((pid, what.to_owned()));
+                    let (pid, fate) = value.split_once(' ').unwrap_or((value, ""));
+                    match (pid.parse::<i32>(), Fate::parse(fate)) {
+                        (Ok(pid), Some(fate)) if pid > 1 => status.successors.push((pid, fate)),
+                        _ => return Err(Refusal::Malformed("bad successor")),
                     }
                 }
                 _ => {}
@@ -303,6 +378,7 @@ mod tests {
             Request::Spawned(42),
             Request::Exited(42, Ended::Status(3)),
             Request::Exited(42, Ended::Signal(9)),
+            Request::Probation(5000),
         ] {
             let line = request.encode();
             assert!(line.len() <= MAX_REQUEST);
@@ -313,8 +389,8 @@ mod tests {
     #[test]
     fn other_versions_are_named_and_refused() {
         assert_eq!(
-            Request::parse("seamless/3 listener web"),
-            Err(Refusal::Version("seamless/3".into()))
+            Request::parse("seamless/4 listener web"),
+            Err(Refusal::Version("seamless/4".into()))
         );
         assert!(
             matches!(Request::parse("web"), Err(Refusal::Version(v)) if v.contains("seamless/1"))
@@ -331,14 +407,18 @@ mod tests {
     #[test]
     fn malformed_requests_are_refused() {
         for bad in [
-            "seamless/2",
-            "seamless/2 listener",
-            "seamless/2 status now",
-            "seamless/2 spawned 1",
-            "seamless/2 spawned -5",
-            "seamless/2 exited 42 status",
-            "seamless/2 exited 42 killed 9",
-            "seamless/2 fly",
+            "seamless/3",
+            "seamless/3 listener",
+            "seamless/3 status now",
+            "seamless/3 spawned 1",
+            "seamless/3 spawned -5",
+            "seamless/3 exited 42 status",
+            "seamless/3 exited 42 killed 9",
+            "seamless/3 fly",
+            "seamless/3 probation",
+            "seamless/3 probation 0",
+            "seamless/3 probation -5",
+            "seamless/3 probation 5s",
         ] {
             assert!(
                 matches!(Request::parse(bad), Err(Refusal::Malformed(_))),
@@ -361,7 +441,7 @@ mod tests {
             assert_eq!(parsed, head);
             assert_eq!(body, b"body\nmore");
         }
-        assert!(Head::parse(b"seamless/2 ok").is_err(), "no newline");
+        assert!(Head::parse(b"seamless/3 ok").is_err(), "no newline");
     }
 
     #[test]
@@ -373,12 +453,59 @@ mod tests {
             until_ms: Some(1_700_000_010_000),
             launcher: Some(1233),
             handover_timeout_ms: 10_000,
+            probation_ms: 5_000,
             listeners: vec![("web api".into(), "tcp 127.0.0.1:8080".into())],
-            successors: vec![(1240, "exited status 3".into()), (1250, "running".into())],
+            successors: vec![
+                (
+                    1240,
+                    Fate::Ended {
+                        how: Ended::Status(3),
+                        into_probation_ms: None,
+                    },
+                ),
+                (
+                    1241,
+                    Fate::Ended {
+                        how: Ended::Signal(9),
+                        into_probation_ms: Some(1200),
+                    },
+                ),
+                (
+                    1242,
+                    Fate::Gone {
+                        into_probation_ms: None,
+                    },
+                ),
+                (
+                    1243,
+                    Fate::Gone {
+                        into_probation_ms: Some(5),
+                    },
+                ),
+                (
+                    1244,
+                    Fate::Probation {
+                        until_ms: 1_700_000_015_000,
+                    },
+                ),
+                (1250, Fate::Running),
+            ],
         };
         assert_eq!(Status::parse(&status.encode()), Ok(status));
         assert!(Status::parse("role serving\n").is_err());
         assert!(Status::parse("pid 5\nrole x\nlistener 99 a\n").is_err());
         assert!(Status::parse("pid 5\nrole x\nfuture key\n").is_ok());
+        for bad in [
+            "successor 7 exited status 3",
+            "successor 7 ended status",
+            "successor 7 ended status 3 probation",
+            "successor 7 gone after 5",
+            "successor 7 probation +5",
+            "successor 1 running",
+            "successor x running",
+        ] {
+            let text = format!("pid 5\nrole x\n{bad}\n");
+            assert!(Status::parse(&text).is_err(), "{bad}");
+        }
     }
 }
