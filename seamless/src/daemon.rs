@@ -985,7 +985,7 @@ impl Service for ControlService {
                         "no pidfd for successor {}: its end is known only when its launcher reports it",
                         peer.pid
                     ),
-                    Err(why) => return Reply::refused(&format!("pid {}: {why}", peer.pid)),
+                    Err(why) => return Reply::refused(format!("pid {}: {why}", peer.pid)),
                 }
                 daemon.successor(peer.pid, None, None);
                 daemon.post(Event::ProbationBegan {

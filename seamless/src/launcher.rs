@@ -449,7 +449,7 @@ pub(crate) fn run(
     child_launch: Vec<Box<dyn FnOnce() + Send>>,
 ) -> Result<Forked, Error> {
     let mut launcher = match Launcher::start(config)? {
-        Split::Launcher(launcher) => launcher,
+        Split::Launcher(launcher) => *launcher,
         Split::Daemon(forked) => return Ok(forked),
     };
     handlers::run(Stage::ChildLaunch, child_launch, &|_| {});
@@ -468,7 +468,7 @@ pub(crate) struct Forked {
 
 /// Which side of the split [`Launcher::start`] returns on.
 enum Split {
-    Launcher(Launcher),
+    Launcher(Box<Launcher>),
     Daemon(Forked),
 }
 
@@ -552,14 +552,14 @@ impl Launcher {
         }
         let notifier = Notifier::from_env();
         let machine = Machine::new(config, child.as_raw(), me, notifier.is_active());
-        Ok(Split::Launcher(Launcher {
+        Ok(Split::Launcher(Box::new(Launcher {
             handover,
             signals,
             channel: Some(ours),
             child,
             notifier,
             machine,
-        }))
+        })))
     }
 
     fn run(&mut self) -> ! {
