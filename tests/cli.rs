@@ -55,15 +55,20 @@ fn path(p: &Path) -> &str {
 /// Points `<sandbox>/app` at testd, or at a script that runs testd with
 /// `env` added: the deploy of a new binary.
 fn deploy(sb: &Sandbox, env: &str) {
+    deploy_program(sb, TESTD, env);
+}
+
+/// [`deploy`] of another program.
+fn deploy_program(sb: &Sandbox, program: &str, env: &str) {
     let app = sb.dir.join("app");
     let tmp = sb.dir.join("app.new");
     let _ = std::fs::remove_file(&tmp);
     if env.is_empty() {
-        std::os::unix::fs::symlink(TESTD, &tmp).unwrap();
+        std::os::unix::fs::symlink(program, &tmp).unwrap();
     } else {
         std::fs::write(
             &tmp,
-            format!("#!/bin/sh\nexport {env}\nexec '{TESTD}' \"$@\"\n"),
+            format!("#!/bin/sh\nexport {env}\nexec '{program}' \"$@\"\n"),
         )
         .unwrap();
         set_executable(&tmp);
@@ -812,4 +817,214 @@ fn refused_state_fails_the_restart_and_the_old_generation_serves_on() {
         (1, old),
         "the old generation serves on"
     );
+}
+
+// ------------------------------------------------------------ probation
+
+const TESTD_PROBATION: &str = env!("CARGO_BIN_EXE_testd-probation");
+
+/// What a client opening a new connection per request saw.
+#[derive(Debug, Default)]
+struct Polled {
+    answered: usize,
+    /// Connected, sent, then the connection broke without an answer: the
+    /// request was in flight on a generation that died.
+    in_flight_lost: usize,
+    /// Anything else: refused, timed out, a bad answer.
+    failed: Vec<String>,
+    pids: std::collections::BTreeSet<i32>,
+}
+
+/// Polls `GET /` on new connections until `stop`, counting what it sees.
+fn poll_new_connections(
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Polled> {
+    std::thread::spawn(move || {
+        let mut polled = Polled::default();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !stop.load(std::sync::atomic::Ordering::SeqCst)
+            && std::time::Instant::now() < deadline
+        {
+            let timeout = Duration::from_secs(5);
+            let result =
+                std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)
+                    .map_err(|e| format!("connect: {e}"))
+                    .and_then(|mut s| {
+                        s.set_read_timeout(Some(timeout)).unwrap();
+                        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                            .map_err(|e| format!("send: {e}"))?;
+                        let mut body = String::new();
+                        match s.read_to_string(&mut body) {
+                            Ok(_) if body.is_empty() => Err("lost".to_owned()),
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                                Err("lost".to_owned())
+                            }
+                            Err(e) => Err(format!("read: {e}")),
+                            Ok(_) => parse_pid(&body).map_err(|e| e.to_string()),
+                        }
+                    });
+            match result {
+                Ok(pid) => {
+                    polled.answered += 1;
+                    polled.pids.insert(pid);
+                }
+                Err(e) if e == "lost" => polled.in_flight_lost += 1,
+                Err(e) => polled.failed.push(e),
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        polled
+    })
+}
+
+/// Runs `seamless restart` in the background.
+fn restart_in_background(sb: &Sandbox, more: &[&str]) -> std::process::Child {
+    Command::new(TOOL)
+        .arg("restart")
+        .arg(sb.pid_file())
+        .args(more)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn finished(child: std::process::Child) -> (Option<i32>, String) {
+    let out = child.wait_with_output().unwrap();
+    let shown = text(&out);
+    eprintln!("$ seamless restart\n{shown}=> {:?}", out.status.code());
+    (out.status.code(), shown)
+}
+
+/// A probation that passes, then one that fails 0.5 s in, under `respawn`
+/// (a supervisor the tool does not know: `--spawn never`).
+#[test]
+fn probation_passes_then_a_binary_that_panics_after_started_is_rolled_back() {
+    let sb = Sandbox::new("cli-probation");
+    deploy_program(&sb, TESTD_PROBATION, "");
+    let _respawn = Respawn::start(&sb);
+    let first = sb.wait_event("ready", &[], T);
+    // The first generation has nobody to cover it: it passes alone.
+    assert!(wait_until(T, || roles(&sb).0 == [(first, "serving".into(), true)]));
+    sb.assert_pid_file(Some(first));
+
+    // A good binary: during the probation both serve, the pid file names
+    // the new one, and the verdict waits for the probation.
+    let restart = restart_in_background(&sb, &["--spawn", "never"]);
+    let second = sb.wait_event("ready", &[first], T);
+    let (during, code) = roles(&sb);
+    assert_eq!(code, Some(0));
+    assert!(
+        during.contains(&(second, "probation".into(), true)),
+        "{during:?}"
+    );
+    assert!(
+        during.contains(&(first, "detached".into(), true)),
+        "{during:?}"
+    );
+    sb.assert_pid_file(Some(second));
+    let status = text(&tool(&["status", path(&sb.pid_file())]));
+    assert!(status.contains("probation ends in"), "{status}");
+    assert!(
+        status.contains(&format!("serves beside successor {second}")),
+        "{status}"
+    );
+    assert!(alive(first), "TERM came before the probation ended");
+    let (code, shown) = finished(restart);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("{first} -> {second} in ")),
+        "{shown}"
+    );
+    assert!(shown.contains("(probation 2s passed)"), "{shown}");
+    wait_dead(first, T);
+    sb.assert_pid_file(Some(second));
+
+    // A binary that panics 0.5 s after started(), under a new-connection
+    // load: the old generation never stops accepting.
+    deploy_program(&sb, TESTD_PROBATION, "TESTD_PANIC_AFTER_STARTED_MS=500");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = poll_new_connections(sb.port, stop.clone());
+    let restart = restart_in_background(&sb, &["--spawn", "never"]);
+    let (code, shown) = finished(restart);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let polled = poller.join().unwrap();
+    eprintln!("polled: {polled:?}");
+    assert_eq!(code, Some(1), "{shown}");
+    let third = sb
+        .daemons()
+        .into_iter()
+        .find(|p| ![first, second].contains(p))
+        .expect("a third generation started");
+    assert!(
+        shown.contains(&format!("FAILED: successor {third} died ")),
+        "{shown}"
+    );
+    assert!(shown.contains("into its probation (status 101)"), "{shown}");
+    assert!(shown.contains(&format!("generation {second}")), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), second, "the old generation serves");
+    assert!(
+        wait_until(T, || sb.pid_in_file() == Some(second)),
+        "the pid file names the old generation again"
+    );
+    assert!(polled.failed.is_empty(), "{:?}", polled.failed);
+    assert!(polled.answered > 50, "{polled:?}");
+    assert!(
+        polled.in_flight_lost <= 2,
+        "only requests in flight on the dying generation may be lost: {polled:?}"
+    );
+    let status = text(&tool(&["status", path(&sb.pid_file())]));
+    assert!(
+        status.contains(&format!("successor {third}: died ")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!("generation {second} serves again")),
+        "{status}"
+    );
+}
+
+/// The same under runit, with `--spawn auto` (runsv is known).
+#[test]
+fn probation_under_runit_passes_then_fails_and_the_old_generation_serves() {
+    if !runit::installed() {
+        return;
+    }
+    let sb = Sandbox::new("cli-runit-probation");
+    deploy_program(&sb, TESTD_PROBATION, "");
+    let runsv = runit::Runsv::start(&sb, &sb.dir.join("app"));
+    let first = sb.wait_event("ready", &[], T);
+    assert!(wait_until(T, || roles(&sb).0 == [(first, "serving".into(), true)]));
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let second = sb.wait_event("ready", &[first], T);
+    assert!(
+        shown.contains(&format!("{first} -> {second} in "))
+            && shown.contains("probation 2s passed"),
+        "{shown}"
+    );
+    deploy_program(&sb, TESTD_PROBATION, "TESTD_PANIC_AFTER_STARTED_MS=500");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{shown}");
+    assert!(shown.contains("into its probation (status 101)"), "{shown}");
+    assert_eq!(sb.get("/").unwrap(), second);
+    assert!(wait_until(T, || sb.pid_in_file() == Some(second)));
+    // The fix: runsv's next start takes over from the old generation.
+    deploy_program(&sb, TESTD_PROBATION, "");
+    let out = tool(&["restart", path(&sb.pid_file())]);
+    let shown = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let fixed = sb.get("/").unwrap();
+    assert_ne!(fixed, second);
+    assert!(
+        shown.contains(&format!("{second} -> {fixed} in ")),
+        "{shown}"
+    );
+    drop(runsv);
+    let _ = std::fs::remove_dir_all(sb.dir.join("service/supervise"));
 }

@@ -15,6 +15,10 @@
 //! | `TESTD_EXIT_CODE` | exit code `main` returns after a clean shutdown |
 //! | `TESTD_LISTEN` | `reuseport`: bind afresh with SO_REUSEPORT, no handover |
 //! | `TESTD_NEVER_STARTED` | serve without ever calling `started()` (a broken new version) |
+//! | `TESTD_PANIC_AFTER_STARTED_MS` | panic on a thread this long after `started()`, and exit 101 as a panicking `main` would (a new version that fails on its first real work) |
+//!
+//! `testd-probation` (`tests/bin/testd_probation.rs`) is this program with
+//! `probation = "2s"`.
 //!
 //! Requests: `GET /` answers `pid <pid>`; `GET /?delay=<ms>` waits first;
 //! `GET /exit?code=N` makes main return N at once (a crash-like exit).
@@ -118,7 +122,13 @@ fn child_launched() {
     handover_timeout = "3s",
     shutdown_timeout = "8s",
 )]
+#[allow(dead_code)] // unused where this file is a module (testd-probation)
 fn main() -> ExitCode {
+    run()
+}
+
+/// Everything but the attribute's settings.
+pub(crate) fn run() -> ExitCode {
     event("start");
     match std::env::var("TESTD_CRASH").as_deref() {
         Ok("panic") => panic!("TESTD_CRASH=panic"),
@@ -140,6 +150,14 @@ fn main() -> ExitCode {
     if std::env::var_os("TESTD_NEVER_STARTED").is_none() {
         seamless::started();
         event("ready");
+    }
+    if let Some(after) = env_ms("TESTD_PANIC_AFTER_STARTED_MS") {
+        std::thread::spawn(move || {
+            std::thread::sleep(after);
+            event("panics");
+            let _ = std::panic::catch_unwind(|| panic!("TESTD_PANIC_AFTER_STARTED_MS"));
+            std::process::exit(101);
+        });
     }
 
     serve(&listener);
