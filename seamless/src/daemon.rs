@@ -858,7 +858,8 @@ impl Daemon {
                 );
                 report::warning!("{line}");
                 crate::notify::Notifier::from_env().status(&line);
-                self.successor(pid, how, Some(into));
+                // The pid file first, so that whoever reads the outcome
+                // finds it naming this generation.
                 if let Some(pid_file) = &self.pid_file {
                     match pid_file.reinstate() {
                         Ok(true) => {}
@@ -870,6 +871,7 @@ impl Daemon {
                         ),
                     }
                 }
+                self.successor(pid, how, Some(into));
             }
             Action::BeginShutdown(reason) => self.begin_shutdown(&reason),
             Action::GiveUp(limit) => {
