@@ -942,9 +942,9 @@ fn probation_passes_then_a_binary_that_panics_after_started_is_rolled_back() {
     wait_dead(first, T);
     sb.assert_pid_file(Some(second));
 
-    // A binary that panics 0.5 s after started(), under a new-connection
+    // A binary that panics 1 s after started(), under a new-connection
     // load: the old generation never stops accepting.
-    deploy_program(&sb, TESTD_PROBATION, "TESTD_PANIC_AFTER_STARTED_MS=500");
+    deploy_program(&sb, TESTD_PROBATION, "TESTD_PANIC_AFTER_STARTED_MS=1000");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let poller = poll_new_connections(sb.port, stop.clone());
     let restart = restart_in_background(&sb, &["--spawn", "never"]);

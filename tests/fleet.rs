@@ -3,10 +3,15 @@
 //! services under runit on this machine (`connection: local`), standing in
 //! for two hosts.
 //!
+//! The services run `testd-probation` (a probation of 2 s).
+//!
 //! - a good binary rolls through both hosts;
 //! - a binary that fails on start stops the rollout after the first host,
 //!   which is rolled back and serves throughout (an HTTP client counts every
-//!   failure), while the second host is left untouched.
+//!   failure), while the second host is left untouched;
+//! - so does a binary that panics 1 s after `started()`: its probation
+//!   fails, and the first host's old generation, which never stopped
+//!   accepting, serves on.
 //!
 //! ansible-playbook is taken from `$ANSIBLE_PLAYBOOK`, else from the
 //! virtual environment `.ci/run` creates (`target/ansible-venv`), else from
@@ -25,6 +30,7 @@ use common::set_executable;
 use common::*;
 
 const TOOL: &str = env!("CARGO_BIN_EXE_seamless-tool");
+const TESTD_PROBATION: &str = env!("CARGO_BIN_EXE_testd-probation");
 const T: Duration = Duration::from_secs(30);
 
 fn ansible_playbook() -> Option<PathBuf> {
@@ -50,18 +56,27 @@ fn ansible_playbook() -> Option<PathBuf> {
     found
 }
 
-/// A "binary": a script that runs testd marked with `mark`, crashing on
-/// start if `crash`.
-fn binary(dir: &Path, name: &str, mark: &str, crash: bool) -> PathBuf {
+/// How a "binary" misbehaves.
+#[derive(Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    /// Exits 3 on start, before `started()`.
+    OnStart,
+    /// Panics 1 s after `started()`, during its probation.
+    AfterStarted,
+}
+
+/// A "binary": a script that runs testd-probation marked with `mark`.
+fn binary(dir: &Path, name: &str, mark: &str, fault: Fault) -> PathBuf {
     let path = dir.join(name);
-    let crash = if crash {
-        "export TESTD_CRASH=exit3\n"
-    } else {
-        ""
+    let fault = match fault {
+        Fault::None => "",
+        Fault::OnStart => "export TESTD_CRASH=exit3\n",
+        Fault::AfterStarted => "export TESTD_PANIC_AFTER_STARTED_MS=1000\n",
     };
     std::fs::write(
         &path,
-        format!("#!/bin/sh\nexport TESTD_MARK={mark}\n{crash}exec '{TESTD}' \"$@\"\n"),
+        format!("#!/bin/sh\nexport TESTD_MARK={mark}\n{fault}exec '{TESTD_PROBATION}' \"$@\"\n"),
     )
     .unwrap();
     set_executable(&path);
@@ -162,9 +177,10 @@ fn a_rolling_restart_goes_through_with_a_good_binary_and_stops_at_a_bad_one() {
         return;
     }
     let work = Sandbox::new("fleet");
-    let v1 = binary(&work.dir, "v1", "v1", false);
-    let v2 = binary(&work.dir, "v2", "v2", false);
-    let bad = binary(&work.dir, "v3-bad", "v3", true);
+    let v1 = binary(&work.dir, "v1", "v1", Fault::None);
+    let v2 = binary(&work.dir, "v2", "v2", Fault::None);
+    let bad = binary(&work.dir, "v3-bad", "v3", Fault::OnStart);
+    let panics = binary(&work.dir, "v4-panics", "v4", Fault::AfterStarted);
     let host1 = Host::start("fleet-host1", &v1);
     let host2 = Host::start("fleet-host2", &v1);
 
@@ -180,16 +196,63 @@ fn a_rolling_restart_goes_through_with_a_good_binary_and_stops_at_a_bad_one() {
     }
 
     // A bad one stops at the first host, which serves throughout.
+    rollout_stops_at_host1(
+        &playbook,
+        &work.dir,
+        &host1,
+        &host2,
+        &bad,
+        "exited with status 3",
+    );
+    // So does one that dies during its probation.
+    rollout_stops_at_host1(
+        &playbook,
+        &work.dir,
+        &host1,
+        &host2,
+        &panics,
+        "into its probation (status 101)",
+    );
+}
+
+/// Rolls `bad` out: it must stop at host1, which serves throughout and is
+/// back on v2, with host2 untouched. `why` is in the verdict.
+fn rollout_stops_at_host1(
+    playbook: &Path,
+    dir: &Path,
+    host1: &Host,
+    host2: &Host,
+    bad: &Path,
+    why: &str,
+) {
     let host2_before = serving(&host2.sb).0;
     let stop = Arc::new(AtomicBool::new(false));
-    let (ok_count, failures) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (ok_count, failures, lost) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let client = {
-        let (stop, ok_count, failures) = (stop.clone(), ok_count.clone(), failures.clone());
+        let (stop, ok_count, failures, lost) = (
+            stop.clone(),
+            ok_count.clone(),
+            failures.clone(),
+            lost.clone(),
+        );
         let port = host1.sb.port;
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 match get(port, "/", Duration::from_secs(5)) {
                     Ok(_) => ok_count.fetch_add(1, Ordering::SeqCst),
+                    // Connected and sent, then no answer: in flight on a
+                    // generation that died (a panicking one).
+                    Err(e)
+                        if e.kind() == std::io::ErrorKind::ConnectionReset
+                            || e.to_string().contains("bad answer: \"\"") =>
+                    {
+                        eprintln!("host1, in flight on a dying generation: {e}");
+                        lost.fetch_add(1, Ordering::SeqCst)
+                    }
                     Err(e) => {
                         eprintln!("host1: {e}");
                         failures.fetch_add(1, Ordering::SeqCst)
@@ -199,11 +262,18 @@ fn a_rolling_restart_goes_through_with_a_good_binary_and_stops_at_a_bad_one() {
             }
         })
     };
-    let (ok, text) = run_playbook(&playbook, &work.dir, &[&host1, &host2], &bad);
+    let (ok, text) = run_playbook(playbook, dir, &[host1, host2], bad);
     stop.store(true, Ordering::SeqCst);
     client.join().unwrap();
+    eprintln!(
+        "host1 polled: {} answered, {} failed, {} lost in flight on a dying generation",
+        ok_count.load(Ordering::SeqCst),
+        failures.load(Ordering::SeqCst),
+        lost.load(Ordering::SeqCst)
+    );
     assert!(!ok, "the rollout must fail: {text}");
     assert!(text.contains("new binary refused on host1"), "{text}");
+    assert!(text.contains(why), "{text}");
     assert!(!text.contains("host2"), "host2 never reached: {text}");
     assert_eq!(serving(&host2.sb).0, host2_before, "host2 untouched");
     let (pid, mark) = serving(&host1.sb);
@@ -214,5 +284,9 @@ fn a_rolling_restart_goes_through_with_a_good_binary_and_stops_at_a_bad_one() {
         failures.load(Ordering::SeqCst),
         0,
         "host1 refused or dropped requests"
+    );
+    assert!(
+        lost.load(Ordering::SeqCst) <= 2,
+        "only a request in flight on a dying generation may be lost"
     );
 }
