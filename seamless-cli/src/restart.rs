@@ -287,7 +287,11 @@ impl<'a> Watch<'a> {
                     s.pid,
                     outcome(s)
                 );
-                eprintln!("{}", headline(g));
+                let now = headline(g);
+                let now = now
+                    .strip_prefix(&format!("generation {}: ", g.pid))
+                    .unwrap_or(&now);
+                eprintln!("generation {} serves again: {now}", g.pid);
                 return Ok(FAILED);
             }
             if self.on_probation.is_none() {
