@@ -1089,6 +1089,9 @@ impl Daemon {
 /// Tells seamless that this generation is up and serving (stage 2): the
 /// listening sockets are bound and requests can be answered.
 ///
+/// With a probation set, the previous generation is sent TERM when the
+/// probation ends, and serves on should this one exit before.
+///
 /// It returns at once; seamless's control thread then takes the pid file
 /// under its lock, sends SIGTERM to every earlier generation it proves to
 /// be one (same start time, same boot, same user), records this one, and
@@ -1126,6 +1129,12 @@ pub(crate) fn shutdown_deadline() -> Option<Instant> {
 /// for the shutdown handlers when a shutdown is under way, then removes
 /// this generation from the pid file.
 ///
+/// The wait never outlasts `shutdown_timeout` (past it the process exits
+/// with status 1, naming the handler still running). Without one, a
+/// handler that never returns keeps `main` from ending: set
+/// `shutdown_timeout` if a handler can hang. A session dropped while a
+/// panic unwinds does not wait at all: it only leaves the pid file.
+///
 /// ```no_run
 /// let session = seamless::Builder::new("/tmp/app.pid").start();
 /// seamless::started();
@@ -1150,7 +1159,14 @@ impl Session {
         }
         let Some(daemon) = DAEMON.get() else { return };
         if daemon.machine().shutdown_since().is_some() {
-            HANDLERS_DONE.wait();
+            if std::thread::panicking() {
+                report::warning!(
+                    "main is unwinding from a panic: the shutdown handlers are not waited for"
+                );
+            } else {
+                // Past the deadline the control thread exits the process.
+                HANDLERS_DONE.wait();
+            }
         }
         daemon.release();
     }
