@@ -215,6 +215,21 @@ fn signal(fd: &EventFd) {
 }
 
 /// Opens when stage 3 (the graceful shutdown) begins.
+/// When the graceful shutdown must be over (its start plus
+/// `shutdown_timeout`), set by the daemon as the shutdown begins.
+static DEADLINE: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Records when the shutdown about to begin must be over.
+pub(crate) fn set_deadline(at: Option<Instant>) {
+    *DEADLINE.lock().unwrap_or_else(|e| e.into_inner()) = at;
+}
+
+/// When the graceful shutdown must be over, if it has begun and a
+/// `shutdown_timeout` is set.
+pub(crate) fn deadline() -> Option<Instant> {
+    *DEADLINE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub(crate) static SHUTDOWN: Latch = Latch::new();
 /// Opens when every shutdown handler has returned.
 pub(crate) static HANDLERS_DONE: Latch = Latch::new();
@@ -283,6 +298,25 @@ impl Shutdown {
     /// True once the shutdown has begun.
     pub fn is_triggered(&self) -> bool {
         SHUTDOWN.is_open()
+    }
+
+    /// When the graceful shutdown must be over: its start plus the
+    /// daemon's `shutdown_timeout`, past which the process exits with
+    /// status 1. `None` before the shutdown begins, or without a
+    /// `shutdown_timeout`. A server bounds its drain by it
+    /// (`seamless::axum::serve` and `seamless::hyper::serve` end theirs a
+    /// little before it, so that `main` returns first).
+    ///
+    /// ```no_run
+    /// let shutdown = seamless::shutdown();
+    /// shutdown.wait();
+    /// if let Some(deadline) = shutdown.deadline() {
+    ///     let left = deadline.saturating_duration_since(std::time::Instant::now());
+    ///     println!("{left:?} to drain");
+    /// }
+    /// ```
+    pub fn deadline(&self) -> Option<Instant> {
+        deadline()
     }
 
     /// The fd behind [`AsFd`], or why it could not be made (the process

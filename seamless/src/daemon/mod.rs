@@ -52,15 +52,13 @@ use crate::error::Error;
 use crate::handlers::{self, Stage};
 use crate::handover::{self, Endpoint};
 use crate::pidfile::PidFile;
-use crate::shutdown::{HANDLERS_DONE, SHUTDOWN};
+use crate::shutdown::{self, HANDLERS_DONE, SHUTDOWN};
 use crate::signals::{self, SignalPipe};
 use crate::wire::{Ended, Request};
 use crate::{net, progname, report, sys};
 
 use machine::{Action, Event, Machine};
 use service::ControlService;
-#[cfg(feature = "hyper")]
-pub(crate) use session::shutdown_deadline;
 pub use session::{started, Session};
 
 // ------------------------------------------------------------------- I/O
@@ -493,6 +491,8 @@ impl Daemon {
             endpoint.unlink();
         }
         report::info!("graceful shutdown: {reason}");
+        let since = self.machine().shutdown_since();
+        shutdown::set_deadline(since.zip(self.config.shutdown_timeout).map(|(s, t)| s + t));
         SHUTDOWN.open();
         let spawned = std::thread::Builder::new()
             .name("seamless-shutdown".into())

@@ -1,9 +1,6 @@
 //! The daemon's public face in user code: [`started`] (stage 2) and the
 //! [`Session`] that ends with `main`.
 
-#[cfg(feature = "hyper")]
-use std::time::Instant;
-
 use super::{DAEMON, WAKE_STARTED};
 use crate::report;
 use crate::shutdown::HANDLERS_DONE;
@@ -34,16 +31,6 @@ pub fn started() {
         }
         None => report::debug!("started() before the launcher split: nothing to do"),
     }
-}
-
-/// When the graceful shutdown must be over: its start plus
-/// `shutdown_timeout`, if both are known (for servers that bound their
-/// drain by it: `serve`).
-#[cfg(feature = "hyper")]
-pub(crate) fn shutdown_deadline() -> Option<Instant> {
-    let daemon = DAEMON.get()?;
-    let since = daemon.machine().shutdown_since()?;
-    Some(since + daemon.config.shutdown_timeout?)
 }
 
 /// The daemon's side of seamless, from the launcher split to the end of

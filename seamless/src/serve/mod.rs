@@ -125,7 +125,7 @@ impl Options {
         if let Some(timeout) = self.drain_timeout {
             return began + timeout;
         }
-        if let Some(limit) = crate::daemon::shutdown_deadline() {
+        if let Some(limit) = crate::shutdown::deadline() {
             let limit = Instant::from_std(limit);
             let margin = (limit.saturating_duration_since(began) / 10).min(Duration::from_secs(1));
             return limit.checked_sub(margin).unwrap_or(limit).max(began);
