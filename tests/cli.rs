@@ -1037,3 +1037,42 @@ fn probation_under_runit_passes_then_fails_and_the_old_generation_serves() {
     drop(runsv);
     let _ = std::fs::remove_dir_all(sb.dir.join("service/supervise"));
 }
+
+/// At most one generation is on probation: a restart asked during one
+/// waits for it to pass, then begins.
+#[test]
+fn a_restart_asked_during_a_probation_waits_for_it_then_begins() {
+    let sb = Sandbox::new("cli-probation-queue");
+    deploy_program(&sb, TESTD_PROBATION, "");
+    let _respawn = Respawn::start(&sb);
+    let first = sb.wait_event("ready", &[], T);
+    assert!(wait_until(T, || roles(&sb).0 == [(first, "serving".into(), true)]));
+    let one = restart_in_background(&sb, &["--spawn", "never"]);
+    let second = sb.wait_event("ready", &[first], T);
+    assert!(roles(&sb).0.contains(&(second, "probation".into(), true)));
+    // Asked of the generation on probation: it waits for the probation.
+    let two = restart_in_background(&sb, &["--spawn", "never"]);
+    let third = sb.wait_event("ready", &[first, second], T);
+    assert!(
+        sb.count("shutdown-request-handler", second) == 1,
+        "the second generation prepared its restart once"
+    );
+    let (code, shown) = finished(one);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(
+        shown.contains(&format!("{first} -> {second} in ")),
+        "{shown}"
+    );
+    let (code, shown) = finished(two);
+    assert_eq!(code, Some(0), "{shown}");
+    assert!(shown.contains(&format!("is on probation until")), "{shown}");
+    assert!(
+        shown.contains(&format!("{second} -> {third} in "))
+            && shown.contains("probation 2s passed"),
+        "{shown}"
+    );
+    wait_dead(first, T);
+    wait_dead(second, T);
+    sb.assert_pid_file(Some(third));
+    assert_eq!(sb.get("/").unwrap(), third);
+}

@@ -262,10 +262,15 @@ impl<'a> Watch<'a> {
             if let Some(g) = all.iter().find(|g| Some(g.pid) == self.old_pid()) {
                 last_seen = Some(g.clone());
             }
-            if let Some(new) = all
-                .iter()
-                .find(|g| Some(g.pid) != self.old_pid() && g.role == Role::Serving)
-            {
+            // A new generation that serves, or the one seen on probation
+            // once it has passed (it may be detached at once by a restart
+            // asked during its probation).
+            let on_probation = self.on_probation.map(|(pid, _)| pid);
+            if let Some(new) = all.iter().find(|g| {
+                Some(g.pid) != self.old_pid()
+                    && (g.role == Role::Serving
+                        || (Some(g.pid) == on_probation && g.role == Role::Detached))
+            }) {
                 let old = self
                     .old_pid()
                     .map_or_else(|| "none".to_owned(), |pid| pid.to_string());
