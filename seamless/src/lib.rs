@@ -89,10 +89,14 @@
 //!   launcher never sees the user's logger, so without one, warnings and
 //!   errors go to stderr.
 
+// On docs.rs, the items of a feature say which feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
 pub mod admin; // the generations seen from outside (the `seamless` tool)
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum; // seamless::axum::serve
 mod builder; // the launcher split: Builder, try_start, start
 mod config; // settings
@@ -102,6 +106,7 @@ mod error; // the start-up error
 mod handlers; // handler registry
 mod handover; // the endpoint of a generation, and its client
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod hyper; // seamless::hyper::serve
 mod launcher; // the launcher process
 pub mod net; // named sockets and their registry
