@@ -170,4 +170,20 @@ mod test_support {
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
+
+    /// Says that a check did not run, and why. In CI (`CI` set, but not
+    /// to `false` or `0`) the test fails; elsewhere the line goes straight
+    /// to the terminal, past the harness's capture, which would hide it
+    /// for a test that passes.
+    #[track_caller]
+    pub(crate) fn not_run(why: &str) {
+        use std::io::Write;
+        let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let at = std::panic::Location::caller();
+        if in_ci {
+            panic!("NOT RUN in CI ({test}, {at}): {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "NOT RUN ({test}, {at}): {why}");
+    }
 }
