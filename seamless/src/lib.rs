@@ -144,6 +144,11 @@ pub use shutdown::{shutdown, wait, Shutdown};
 #[doc(hidden)]
 pub mod __private;
 
+// The package's README (the crates.io page): its examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 #[cfg(test)]
 mod test_support {
     //! What the unit tests of several modules share.
