@@ -227,6 +227,29 @@ fn status_exit_codes() {
     assert_eq!(tool(&["status"]).status.code(), Some(2));
     assert_eq!(tool(&["status", "a", "b"]).status.code(), Some(2));
     assert_eq!(tool(&["frobnicate", "a"]).status.code(), Some(2));
+    let out = tool(&["status", "a", "--timeout", "1s"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).contains("'--timeout'"),
+        "names it: {}",
+        text(&out)
+    );
+    // Help and version: 0, on stdout.
+    let out = tool(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("seamless {}", env!("CARGO_PKG_VERSION"))
+    );
+    for help in [&["--help"][..], &["restart", "--help"], &["help", "status"]] {
+        let out = tool(help);
+        assert_eq!(out.status.code(), Some(0), "{help:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: seamless"),
+            "{help:?}: {}",
+            text(&out)
+        );
+    }
 
     // One generation serves: 0, with its listener.
     let _launcher = sb.start();
@@ -274,7 +297,7 @@ fn status_exit_codes() {
             text(&out)
         );
     } else {
-        eprintln!("SKIPPED: a pid file of another user needs root");
+        not_run("a pid file of another user needs root (CI runs as root)");
     }
 }
 
@@ -439,12 +462,11 @@ fn restart_exit_codes_without_a_serving_generation() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("no generation runs"));
     assert_eq!(tool(&["restart"]).status.code(), Some(2));
-    assert_eq!(
-        tool(&["restart", "x.pid", "--timeout", "soon"])
-            .status
-            .code(),
-        Some(2)
-    );
+    for bad in ["soon", "0s"] {
+        let out = tool(&["restart", "x.pid", "--timeout", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(text(&out).contains("--timeout"), "names it: {}", text(&out));
+    }
     // A generation that is detached (USR2 straight to it) is not serving
     // any more, and its launcher is gone: a restart under way, waited
     // for; nothing starts a successor: 1, and it is named.

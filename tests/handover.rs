@@ -169,18 +169,27 @@ fn handover_drops_nothing_from_a_deep_relative_symlinked_pid_file() {
     );
 }
 
+/// The same 20 restarts with each generation binding afresh with
+/// SO_REUSEPORT: what that loses is printed for the record (how much is
+/// up to the kernel's timing, so it is not asserted), but the run itself
+/// must have happened: every restart served (checked by
+/// `restarts_under_load`) and the load ran throughout, so the figure
+/// compares like with like.
 #[test]
 fn reuseport_alone_is_reported_for_comparison() {
     let sb = Sandbox::new("reuseport").env("TESTD_LISTEN", "reuseport");
     let tally = restarts_under_load(&sb);
     let errors = tally.errors.lock().unwrap();
-    eprintln!(
-        "SO_REUSEPORT without handover: {} requests and {} slow requests ok, {} failed: {:?}",
+    let (ok, slow) = (
         tally.ok.load(Ordering::SeqCst),
         tally.slow_ok.load(Ordering::SeqCst),
+    );
+    eprintln!(
+        "SO_REUSEPORT without handover: {ok} requests and {slow} slow requests ok, {} failed: {:?}",
         errors.len(),
         errors.iter().take(5).collect::<Vec<_>>()
     );
+    assert!(ok > 1000 && slow > 20, "load ran: {ok} / {slow}");
 }
 
 #[test]

@@ -180,7 +180,9 @@ fn the_daemon_has_the_programs_name_and_argv() {
             &["testd"]
         };
         let Ok(out) = std::process::Command::new(tool).args(args).output() else {
-            eprintln!("SKIPPED: {tool} not installed");
+            not_run(&format!(
+                "{tool} not installed (Debian: procps has pgrep, sysvinit-utils pidof)"
+            ));
             continue;
         };
         let pids: Vec<i32> = String::from_utf8_lossy(&out.stdout)

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{first_pid, free_port, wait_for_event, wait_until, TESTD};
+use common::{first_pid, free_port, in_path, wait_for_event, wait_until, TESTD};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -49,18 +49,10 @@ const HANDOVER_TIMEOUT: Duration = Duration::from_secs(3);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
-}
-
-/// In CI: fail. Elsewhere: say the test skipped.
+/// In CI: fail. Elsewhere: say loudly that the test did not run.
+#[track_caller]
 fn skip(message: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("{message}");
-    }
-    eprintln!("SKIPPED: {message}");
+    common::not_run(message);
 }
 
 // ------------------------------------------------------------ container

@@ -4,7 +4,8 @@
 //! ```text
 //! seamless status PIDFILE [--json]
 //! seamless restart PIDFILE [--timeout DUR] [--spawn auto|always|never]
-//! seamless --version
+//! seamless --help | --version
+//! seamless restart --help
 //! ```
 //!
 //! Exit status of `status`: 0 when a generation serves, 3 when none runs,
@@ -34,97 +35,82 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-const USAGE: &str = "usage:
-  seamless status PIDFILE [--json]
-  seamless restart PIDFILE [--timeout DUR] [--spawn auto|always|never]
-  seamless --version
-
-DUR is written as \"10s\", \"1500ms\", \"2m\" or \"1m30s\".
---spawn: who starts the next launcher once the old one exits:
-  auto   (default) the supervisor, if this tool knows it (runsv, supervise,
-         s6-supervise, supervisord, systemd); this tool, if nobody else can
-         (the launcher was adopted by pid 1, or a shell at a terminal runs
-         it); for any other parent, exit 2 having changed nothing;
-  never  the launcher's parent, whatever it is: when it restarts the service;
-  always this tool: when nothing restarts the service.
-With no serving generation but some running (a restart under way), nothing
-is asked and --spawn is not used: restart waits for one to call started().";
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Exit statuses.
 pub(crate) const OK: u8 = 0;
 pub(crate) const FAILED: u8 = 1;
 /// A usage error, or `--spawn auto` cannot tell who starts the next
-/// launcher: the caller must say, and nothing was changed.
+/// launcher: the caller must say, and nothing was changed. (clap exits
+/// with 2 on a usage error as well.)
 pub(crate) const USAGE_ERROR: u8 = 2;
 pub(crate) const NONE_RUNS: u8 = 3;
 
 /// Who starts the next generation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Spawn {
+    /// The supervisor, if this tool knows it (runsv, supervise,
+    /// s6-supervise, supervisord, systemd); this tool, if nobody else can
+    /// (the launcher was adopted by pid 1, or a shell at a terminal runs
+    /// it); for any other parent, exit 2 having changed nothing.
     Auto,
+    /// This tool: when nothing restarts the service.
     Always,
+    /// The launcher's parent, whatever it is: when it restarts the
+    /// service.
     Never,
 }
 
-enum Command {
-    Status {
-        pid_file: PathBuf,
-        json: bool,
-    },
-    Restart {
-        pid_file: PathBuf,
-        timeout: Option<Duration>,
-        spawn: Spawn,
-    },
-    Help,
-    Version,
+/// The status of a service's generations, and restarts with a verdict.
+#[derive(Debug, Parser)]
+#[command(
+    name = "seamless",
+    version,
+    subcommand_required = true,
+    arg_required_else_help = true,
+    after_help = "Exit status: 0 done (a generation serves; a new generation started), \
+                  1 failed or an error, 2 usage error, 3 no generation runs."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse(args: &[String]) -> Result<Command, String> {
-    let mut args = args.iter();
-    let command = args.next().ok_or("a command is missing")?;
-    if matches!(command.as_str(), "-h" | "--help" | "help") {
-        return Ok(Command::Help);
-    }
-    if matches!(command.as_str(), "-V" | "--version") {
-        return Ok(Command::Version);
-    }
-    let mut pid_file = None;
-    let (mut json, mut timeout, mut spawn) = (false, None, Spawn::Auto);
-    while let Some(arg) = args.next() {
-        let mut value = |flag: &str| {
-            args.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match arg.as_str() {
-            "--json" if command == "status" => json = true,
-            "--timeout" if command == "restart" => {
-                timeout = Some(time::parse_duration(&value("--timeout")?)?)
-            }
-            "--spawn" if command == "restart" => {
-                spawn = match value("--spawn")?.as_str() {
-                    "auto" => Spawn::Auto,
-                    "always" => Spawn::Always,
-                    "never" => Spawn::Never,
-                    other => return Err(format!("--spawn {other:?}: auto, always or never")),
-                }
-            }
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}")),
-            path if pid_file.is_none() => pid_file = Some(PathBuf::from(path)),
-            extra => return Err(format!("unexpected argument {extra:?}")),
-        }
-    }
-    let pid_file = pid_file.ok_or("PIDFILE is missing")?;
-    match command.as_str() {
-        "status" => Ok(Command::Status { pid_file, json }),
-        "restart" => Ok(Command::Restart {
-            pid_file,
-            timeout,
-            spawn,
-        }),
-        other => Err(format!("unknown command {other:?}")),
-    }
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every generation of the service: role, since and until when, its
+    /// launcher, listeners and successors.
+    ///
+    /// Exits 0 when a generation serves, 3 when none does, 1 on an error.
+    Status {
+        /// The service's pid file.
+        #[arg(value_name = "PIDFILE")]
+        pid_file: PathBuf,
+        /// A JSON object with a `generations` array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restarts the service as a TERM to its launcher would, and waits
+    /// for a new generation to call started().
+    ///
+    /// Exits 0 when a new generation called started() within the timeout,
+    /// 1 when none did (what happened is printed), 3 when no generation
+    /// runs, 2 when --spawn auto cannot tell who starts the next launcher
+    /// (then nothing was changed). With no serving generation but some
+    /// running (a restart under way), nothing is asked and --spawn is not
+    /// used: restart waits for one to call started().
+    Restart {
+        /// The service's pid file.
+        #[arg(value_name = "PIDFILE")]
+        pid_file: PathBuf,
+        /// How long to wait for the new generation: "10s", "1500ms", "2m"
+        /// or "1m30s" [default: the service's handover_timeout].
+        #[arg(long, value_name = "DUR", value_parser = time::parse_duration)]
+        timeout: Option<Duration>,
+        /// Who starts the next launcher once the old one exits.
+        #[arg(long, value_enum, default_value_t = Spawn::Auto)]
+        spawn: Spawn,
+    },
 }
 
 /// Runs the tool with the process's arguments; returns its exit status.
@@ -135,25 +121,27 @@ fn parse(args: &[String]) -> Result<Command, String> {
 /// }
 /// ```
 pub fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let code = match parse(&args) {
-        Ok(Command::Help) => {
-            println!("{USAGE}");
-            OK
-        }
-        Ok(Command::Version) => {
-            println!("seamless {}", env!("CARGO_PKG_VERSION"));
-            OK
-        }
-        Ok(Command::Status { pid_file, json }) => status::run(&pid_file, json),
-        Ok(Command::Restart {
-            pid_file,
-            timeout,
-            spawn,
+    let code = match Cli::try_parse() {
+        Ok(Cli {
+            command: Command::Status { pid_file, json },
+        }) => status::run(&pid_file, json),
+        Ok(Cli {
+            command:
+                Command::Restart {
+                    pid_file,
+                    timeout,
+                    spawn,
+                },
         }) => restart::run(&pid_file, timeout, spawn),
+        // --help and --version (0), or a usage error naming the argument
+        // (2).
         Err(e) => {
-            eprintln!("seamless: {e}\n{USAGE}");
-            USAGE_ERROR
+            let _ = e.print();
+            if e.use_stderr() {
+                USAGE_ERROR
+            } else {
+                OK
+            }
         }
     };
     ExitCode::from(code)
@@ -162,35 +150,72 @@ pub fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
-    fn args(line: &str) -> Vec<String> {
-        line.split_whitespace().map(str::to_owned).collect()
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("seamless").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 
     #[test]
     fn commands_and_options_are_parsed() {
         assert!(matches!(
-            parse(&args("status /run/a.pid --json")),
-            Ok(Command::Status { json: true, .. })
+            parse("status /run/a.pid --json"),
+            Ok(Cli {
+                command: Command::Status { json: true, .. }
+            })
         ));
-        assert!(matches!(parse(&args("--version")), Ok(Command::Version)));
-        assert!(matches!(parse(&args("-V")), Ok(Command::Version)));
         assert!(matches!(
-            parse(&args("restart /run/a.pid --timeout 1500ms --spawn always")),
-            Ok(Command::Restart { timeout: Some(t), spawn: Spawn::Always, .. }) if t == Duration::from_millis(1500)
+            parse("restart /run/a.pid --timeout 1500ms --spawn always"),
+            Ok(Cli { command: Command::Restart { timeout: Some(t), spawn: Spawn::Always, .. } })
+                if t == Duration::from_millis(1500)
         ));
-        for bad in [
-            "",
-            "status",
-            "status a b",
-            "status a --timeout 1s",
-            "restart a --json",
-            "restart a --timeout",
-            "restart a --timeout 10",
-            "restart a --spawn maybe",
-            "stop a",
+        assert!(matches!(
+            parse("restart /run/a.pid"),
+            Ok(Cli {
+                command: Command::Restart {
+                    timeout: None,
+                    spawn: Spawn::Auto,
+                    ..
+                }
+            })
+        ));
+        for (line, kind) in [
+            ("--version", clap::error::ErrorKind::DisplayVersion),
+            ("-V", clap::error::ErrorKind::DisplayVersion),
+            ("--help", clap::error::ErrorKind::DisplayHelp),
+            ("help", clap::error::ErrorKind::DisplayHelp),
+            ("restart --help", clap::error::ErrorKind::DisplayHelp),
         ] {
-            assert!(parse(&args(bad)).is_err(), "{bad:?}");
+            let e = parse(line).unwrap_err();
+            assert_eq!(e.kind(), kind, "{line:?}");
+            assert!(!e.use_stderr(), "{line:?}: exit 0, on stdout");
+        }
+    }
+
+    #[test]
+    fn usage_errors_name_the_argument() {
+        for (bad, named) in [
+            ("", "Usage"),
+            ("status", "<PIDFILE>"),
+            ("status a b", "'b'"),
+            ("status a --timeout 1s", "--timeout"),
+            ("restart a --json", "--json"),
+            ("restart a --timeout", "--timeout"),
+            ("restart a --timeout 10", "--timeout <DUR>"),
+            ("restart a --timeout 0s", "longer than zero"),
+            ("restart a --spawn maybe", "--spawn <SPAWN>"),
+            ("stop a", "'stop'"),
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert!(e.use_stderr(), "{bad:?}: a usage error, exit 2");
+            assert_eq!(e.exit_code(), i32::from(USAGE_ERROR), "{bad:?}");
+            let shown = e.render().to_string();
+            assert!(shown.contains(named), "{bad:?}: {shown}");
         }
     }
 }

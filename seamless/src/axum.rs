@@ -1,8 +1,8 @@
 //! Serve an axum application with zero dropped requests across restarts
 //! (feature `axum`).
 //!
-//! [`serve`] reads like `axum::serve`, with the graceful shutdown wired to
-//! [`seamless::shutdown()`](crate::shutdown) and the polite drain described
+//! [`serve`](fn@serve) reads like `axum::serve`, with the graceful shutdown wired to
+//! [`seamless::shutdown()`](crate::shutdown()) and the polite drain described
 //! in [`crate::hyper`]: HTTP/1.1 and HTTP/2 (cleartext, prior knowledge) on
 //! the same port, no request lost on a keep-alive connection.
 //!
@@ -38,7 +38,7 @@ pub use crate::serve::Upgrades;
 
 /// Serves `app` on `listener` (any `axum::serve::Listener`: tokio's
 /// `TcpListener`, `UnixListener`, or one made with `ListenerExt::tap_io`)
-/// until [`seamless::shutdown()`](crate::shutdown) fires, then drains. Await
+/// until [`seamless::shutdown()`](crate::shutdown()) fires, then drains. Await
 /// the returned [`Serve`], after setting its knobs if need be.
 ///
 /// ```no_run
@@ -59,7 +59,7 @@ where
     }
 }
 
-/// An axum server being set up; `.await` it to serve. See [`serve`] and,
+/// An axum server being set up; `.await` it to serve. See [`serve`](fn@serve) and,
 /// for the knobs, [`crate::hyper::Serve`].
 #[must_use = "a server does nothing until it is awaited"]
 pub struct Serve<L, S> {

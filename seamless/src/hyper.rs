@@ -1,9 +1,9 @@
 //! Serve a hyper service with zero dropped requests across restarts
 //! (feature `hyper`).
 //!
-//! [`serve`] accepts from a listener, speaks HTTP/1.1 and HTTP/2 (cleartext,
+//! [`serve`](fn@serve) accepts from a listener, speaks HTTP/1.1 and HTTP/2 (cleartext,
 //! prior knowledge) on the same port with hyper-util's `auto` connection,
-//! and shuts down gracefully when [`seamless::shutdown()`](crate::shutdown)
+//! and shuts down gracefully when [`seamless::shutdown()`](crate::shutdown())
 //! fires: nothing else to wire.
 //!
 //! ```no_run
@@ -81,7 +81,7 @@ use crate::serve::{self, Options, ServeFuture, Signal};
 
 pub use crate::serve::{Listener, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
 
-/// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown)
+/// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown())
 /// fires, then drains (see the [module documentation](self)). Await the
 /// returned [`Serve`], after setting its knobs if need be.
 ///
@@ -106,7 +106,7 @@ pub fn serve<L, S>(listener: L, service: S) -> Serve<L, S> {
     }
 }
 
-/// A server being set up; `.await` it to serve. See [`serve`].
+/// A server being set up; `.await` it to serve. See [`serve`](fn@serve).
 #[must_use = "a server does nothing until it is awaited"]
 pub struct Serve<L, S> {
     listener: L,
@@ -163,7 +163,7 @@ impl<L, S> Serve<L, S> {
     }
 
     /// Starts the drain when `signal` completes instead of when
-    /// [`seamless::shutdown()`](crate::shutdown) fires: for a server that
+    /// [`seamless::shutdown()`](crate::shutdown()) fires: for a server that
     /// must stop on something else, and for tests.
     ///
     /// ```no_run

@@ -89,10 +89,14 @@
 //!   launcher never sees the user's logger, so without one, warnings and
 //!   errors go to stderr.
 
+// On docs.rs, the items of a feature say which feature they need.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
 pub mod admin; // the generations seen from outside (the `seamless` tool)
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum; // seamless::axum::serve
 mod builder; // the launcher split: Builder, try_start, start
 mod config; // settings
@@ -102,6 +106,7 @@ mod error; // the start-up error
 mod handlers; // handler registry
 mod handover; // the endpoint of a generation, and its client
 #[cfg(feature = "hyper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "hyper")))]
 pub mod hyper; // seamless::hyper::serve
 mod launcher; // the launcher process
 pub mod net; // named sockets and their registry
@@ -139,6 +144,11 @@ pub use shutdown::{shutdown, wait, Shutdown};
 #[doc(hidden)]
 pub mod __private;
 
+// The package's README (the crates.io page): its examples compile.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
+
 #[cfg(test)]
 mod test_support {
     //! What the unit tests of several modules share.
@@ -164,5 +174,21 @@ mod test_support {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Says that a check did not run, and why. In CI (`CI` set, but not
+    /// to `false` or `0`) the test fails; elsewhere the line goes straight
+    /// to the terminal, past the harness's capture, which would hide it
+    /// for a test that passes.
+    #[track_caller]
+    pub(crate) fn not_run(why: &str) {
+        use std::io::Write;
+        let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "false" | "0"));
+        let test = std::thread::current().name().unwrap_or("a test").to_owned();
+        let at = std::panic::Location::caller();
+        if in_ci {
+            panic!("NOT RUN in CI ({test}, {at}): {why}");
+        }
+        let _ = writeln!(std::io::stderr(), "NOT RUN ({test}, {at}): {why}");
     }
 }

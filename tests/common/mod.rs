@@ -11,7 +11,12 @@
 #![allow(dead_code)]
 
 pub(crate) mod http;
+pub(crate) mod not_run;
 pub(crate) mod runit;
+
+// Each test program uses some of them.
+#[allow(unused_imports)]
+pub(crate) use not_run::{in_ci, in_path, not_run};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -4,22 +4,15 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::{set_executable, GroupGuard, Sandbox};
+use super::{in_path, not_run, set_executable, GroupGuard, Sandbox};
 
-/// Whether runsv and sv are installed; in CI (`CI` set) their absence
-/// fails the test, elsewhere it is skipped with a message.
+/// Whether runsv and sv are installed; in CI their absence fails the
+/// test, elsewhere it says loudly that it did not run.
+#[track_caller]
 pub(crate) fn installed() -> bool {
-    let found = ["runsv", "sv"].iter().all(|b| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(b).is_file()))
-            .unwrap_or(false)
-    });
+    let found = ["runsv", "sv"].into_iter().all(in_path);
     if !found {
-        let message = "runit (runsv, sv) not installed (apt-get install runit)";
-        if std::env::var_os("CI").is_some() {
-            panic!("{message}");
-        }
-        eprintln!("SKIPPED: {message}");
+        not_run("runit (runsv, sv) not installed (apt-get install runit)");
     }
     found
 }

@@ -398,7 +398,7 @@ fn a_misbehaving_endpoint_gives_at_most_one_fd() {
 #[test]
 fn a_peer_of_another_user_gets_nothing() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("SKIPPED: running a peer as another user needs root");
+        crate::test_support::not_run("running a peer as another user needs root");
         return;
     }
     let dir = temp_dir();
