@@ -15,7 +15,7 @@
 //!
 //! ansible-playbook is taken from `$ANSIBLE_PLAYBOOK`, else from the
 //! virtual environment `.ci/run` creates (`target/ansible-venv`), else from
-//! `PATH`; without it the test fails in CI and is skipped elsewhere.
+//! `PATH`; without it the test fails in CI and prints `NOT RUN` elsewhere.
 
 mod common;
 

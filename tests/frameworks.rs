@@ -22,7 +22,7 @@
 //! apart (hyper returns the unsent request) and fails on everything else.
 //!
 //! wrk and h2load (Debian: `wrk`, `nghttp2-client`) are required in CI
-//! (`CI` set); elsewhere the test says it skipped and passes.
+//! (`CI` set); elsewhere the test prints `NOT RUN` and passes.
 
 mod common;
 #[path = "common/h2.rs"]

@@ -9,7 +9,7 @@
 //! supervisor).
 //!
 //! In CI (`CI` set) a missing supervisor fails the test; elsewhere the test
-//! says it skipped and passes.
+//! prints `NOT RUN` and passes.
 
 mod common;
 

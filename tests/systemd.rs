@@ -17,7 +17,7 @@
 //!
 //! Needs root, `systemd-nspawn` (Debian: `systemd-container`), `nsenter`
 //! and `wrk`. In CI (`CI` set) a missing tool or a container that does not
-//! boot fails the test; elsewhere the test says it skipped and passes.
+//! boot fails the test; elsewhere it prints `NOT RUN` (the reason) and passes.
 //!
 //! Run with `--nocapture` to see what systemd reported in each scenario.
 
