@@ -13,7 +13,9 @@
 //! misbehaves), 2 on a usage error.
 //!
 //! Exit status of `restart`: 0 when a new generation called `started()`
-//! within the timeout, 1 when none did (or the restart was refused), 3 when
+//! (and passed its probation, when the service sets one) within the
+//! timeout, 1 when none did, when it died during its probation, or when
+//! the restart was refused, 3 when
 //! no generation runs, 2 on a usage error, or when `--spawn auto` cannot
 //! tell who starts the next launcher (then nothing was changed). When no
 //! generation serves but some run (a restart under way), `restart` asks
@@ -91,10 +93,12 @@ enum Command {
         json: bool,
     },
     /// Restarts the service as a TERM to its launcher would, and waits
-    /// for a new generation to call started().
+    /// for a new generation to call started() (and to pass its probation,
+    /// when the service sets one).
     ///
-    /// Exits 0 when a new generation called started() within the timeout,
-    /// 1 when none did (what happened is printed), 3 when no generation
+    /// Exits 0 when a new generation called started() (and passed its
+    /// probation) within the timeout, 1 when none did or it died during
+    /// its probation (what happened is printed), 3 when no generation
     /// runs, 2 when --spawn auto cannot tell who starts the next launcher
     /// (then nothing was changed). With no serving generation but some
     /// running (a restart under way), nothing is asked and --spawn is not
@@ -104,7 +108,9 @@ enum Command {
         #[arg(value_name = "PIDFILE")]
         pid_file: PathBuf,
         /// How long to wait for the new generation: "10s", "1500ms", "2m"
-        /// or "1m30s" [default: the service's handover_timeout].
+        /// or "1m30s" [default: the service's handover_timeout plus its
+        /// probation]. Once a new generation is on probation, the wait
+        /// lasts until its probation ends.
         #[arg(long, value_name = "DUR", value_parser = time::parse_duration)]
         timeout: Option<Duration>,
         /// Who starts the next launcher once the old one exits.
