@@ -1087,7 +1087,7 @@ fn a_restart_asked_during_a_probation_waits_for_it_then_begins() {
     );
     let (code, shown) = finished(two);
     assert_eq!(code, Some(0), "{shown}");
-    assert!(shown.contains(&format!("is on probation until")), "{shown}");
+    assert!(shown.contains("is on probation until"), "{shown}");
     assert!(
         shown.contains(&format!("{second} -> {third} in "))
             && shown.contains("probation 2s passed"),

@@ -32,7 +32,7 @@
 //! `restart` (a TERM to the launcher, as from the supervisor) to `seamless`, the
 //! command-line tool; from stage 1 to stage 3 it is also linked at
 //! `<pid file>.handover`, where the next generation takes the listeners
-//! and [state], and where the next launcher reports the
+//! and [state](crate::state), and where the next launcher reports the
 //! daemon it spawned and how that daemon ended if it ended before
 //! `started()`. The successors are remembered for `status`.
 
