@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn millis() {
-        assert_eq!(super::millis(3.14), "3.1 ms");
+        assert_eq!(super::millis(4.26), "4.3 ms");
         assert_eq!(super::millis(17.4), "17 ms");
         assert_eq!(super::millis(1482.2), "1,482 ms");
         assert_eq!(super::number(902.4), "902");
