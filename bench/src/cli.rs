@@ -83,8 +83,7 @@ pub(crate) enum Command {
 /// real supervisor; all traffic on 127.0.0.1.
 ///
 /// By default: the axum example and plain axum::serve, HTTP/1.1 (wrk) and
-/// HTTP/2 (hyper's client), 10 restarts each; about two and a half
-/// minutes. `--targets` adds the throughput comparison and the start-up
+/// HTTP/2 (hyper's client), 15 restarts each, about two minutes. `--targets` adds the throughput comparison and the start-up
 /// time and prints the full report with the project's targets.
 #[derive(Parser, Debug)]
 #[command(name = "demo", version, args_conflicts_with_subcommands = true)]
@@ -111,7 +110,7 @@ struct Cli {
     protocols: Vec<Protocol>,
 
     /// Restarts per server and load
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    #[arg(long, value_name = "N", default_value_t = 15)]
     restarts: usize,
 
     /// Seconds per restart cycle (at least 2: daemontools' supervise naps

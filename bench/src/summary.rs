@@ -29,6 +29,25 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
+/// `text` in lines of at most [`WIDTH`] characters, broken at spaces;
+/// lines after the first begin with `indent`.
+fn wrap(text: &str, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split(' ') {
+        if !line.trim().is_empty() && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_owned();
+        } else if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(&line);
+    out
+}
+
 /// Milliseconds, to the unit above 10 ms and to a tenth below.
 fn millis(ms: f64) -> String {
     format!("{} ms", number(ms))
@@ -68,15 +87,15 @@ pub(crate) fn text(r: &Report, load: &str) -> String {
     let s = &r.settings;
     let mut out = String::new();
     let w = &mut out;
-    writeln!(
-        w,
+    let header = format!(
         "Each server restarted {} times per load under {} (`{}`), one restart every {} s; all on 127.0.0.1.",
         s.restarts, s.supervisor, s.restart_command, s.cycle_s
-    )
-    .unwrap();
-    writeln!(w, "Load: {load}.").unwrap();
+    );
+    writeln!(w, "{}", wrap(&header, "")).unwrap();
+    writeln!(w, "{}", wrap(&format!("Load: {load}."), "  ")).unwrap();
     for k in &r.skipped {
-        writeln!(w, "Skipped {} {}: {}.", k.server, k.protocol, k.reason).unwrap();
+        let line = format!("Skipped {} {}: {}.", k.server, k.protocol, k.reason);
+        writeln!(w, "{}", wrap(&line, "  ")).unwrap();
     }
     writeln!(w).unwrap();
     writeln!(
@@ -193,21 +212,23 @@ pub(crate) fn verdict(runs: &[RunFigures]) -> String {
         .map(|r| r.failures.get(NEVER_SENT).copied().unwrap_or(0))
         .sum();
     let (plain_requests, failed_without, failed_restarts, plain_restarts) = total(&without);
+    let mut last = String::new();
+    let l = &mut last;
     if with.is_empty() {
-        write!(w, "No server with seamless ran.").unwrap();
+        write!(l, "No server with seamless ran.").unwrap();
     } else if failed_with > 0 {
         write!(
-            w,
+            l,
             "FAILURES with seamless: {} of {} requests (by kind above).",
             thousands(failed_with),
             thousands(requests)
         )
         .unwrap();
     } else {
-        write!(w, "With seamless no request failed").unwrap();
+        write!(l, "With seamless no request failed").unwrap();
         if !without.is_empty() {
             write!(
-                w,
+                l,
                 "; without it {} of {} failed ({:.2} %), in {} of {} restarts",
                 thousands(failed_without),
                 thousands(plain_requests),
@@ -217,11 +238,11 @@ pub(crate) fn verdict(runs: &[RunFigures]) -> String {
             )
             .unwrap();
         }
-        write!(w, ".").unwrap();
+        write!(l, ".").unwrap();
     }
     if never_sent > 0 {
         write!(
-            w,
+            l,
             " Not counted: {} HTTP/2 stream(s) h2load counted errored that its own log shows \
              it never sent (the requests it queues after a server's GOAWAY: see \
              docs/benchmarks.md).",
@@ -229,6 +250,7 @@ pub(crate) fn verdict(runs: &[RunFigures]) -> String {
         )
         .unwrap();
     }
+    write!(w, "{}", wrap(&last, "")).unwrap();
     out
 }
 
@@ -248,5 +270,17 @@ mod tests {
         assert_eq!(super::millis(17.4), "17 ms");
         assert_eq!(super::millis(1482.2), "1,482 ms");
         assert_eq!(super::number(902.4), "902");
+    }
+
+    #[test]
+    fn wrap() {
+        let long = "word ".repeat(40);
+        let wrapped = super::wrap(long.trim(), "  ");
+        assert!(
+            wrapped.lines().all(|l| l.len() <= super::WIDTH),
+            "{wrapped}"
+        );
+        assert!(wrapped.lines().skip(1).all(|l| l.starts_with("  word")));
+        assert_eq!(super::wrap("short line", "  "), "short line");
     }
 }
