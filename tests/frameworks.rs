@@ -25,8 +25,6 @@
 //! (`CI` set); elsewhere the test prints `NOT RUN` and passes.
 
 mod common;
-#[path = "common/h2.rs"]
-mod h2_rules;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -34,10 +32,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::Signal;
+use seamless_loadkit::{h2load, http2, wrk};
 
 const T: Duration = Duration::from_secs(20);
 const RESTARTS: u32 = 20;
@@ -99,212 +98,6 @@ fn request_loop(port: u16, path: &'static str, stop: Arc<AtomicBool>, tally: Arc
             }
         };
     }
-}
-
-/// What the HTTP/2 client of this test saw.
-#[derive(Default)]
-struct H2Tally {
-    ok: AtomicUsize,
-    /// Requests the client could not send because the connection had
-    /// received a GOAWAY, or that the server refused (see `h2_rules::unprocessed`):
-    /// retried on a new connection, as RFC 9113 (6.8) allows, not failures.
-    retried: AtomicUsize,
-    errors: Mutex<Vec<String>>,
-}
-
-/// An HTTP/2 client that behaves like a real one (hyper's, in this test
-/// process): 4 connections, 10 streams in flight on each, a new connection
-/// after a GOAWAY, and a request retried only when it is provably
-/// unprocessed: never sent, or refused. Any other error (a stream reset,
-/// a connection lost under a request, a truncated body, a status other
-/// than 200) is a failure.
-fn h2_client(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally>) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let connections: Vec<_> = (0..4)
-            .map(|_| tokio::spawn(h2_connection_loop(port, stop.clone(), tally.clone())))
-            .collect();
-        for c in connections {
-            c.await.unwrap();
-        }
-    });
-}
-
-async fn h2_connection_loop(port: u16, stop: Arc<AtomicBool>, tally: Arc<H2Tally>) {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let fail = |e: String| tally.errors.lock().unwrap().push(e);
-    for _ in 0..100_000 {
-        if stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let stream = match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            Ok(s) => s,
-            Err(e) => return fail(format!("h2 connect: {e}")),
-        };
-        let (sender, connection) =
-            match hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-                .await
-            {
-                Ok(pair) => pair,
-                Err(e) => return fail(format!("h2 handshake: {e}")),
-            };
-        tokio::spawn(connection);
-        let streams: Vec<_> = (0..10)
-            .map(|_| {
-                let (mut sender, stop, tally) = (sender.clone(), stop.clone(), tally.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        if sender.ready().await.is_err() {
-                            return; // the connection is closing: a new one
-                        }
-                        let request = hyper::Request::get(format!("http://127.0.0.1:{port}/"))
-                            .body(http_body_util::Empty::<hyper::body::Bytes>::new())
-                            .unwrap();
-                        match sender.try_send_request(request).await {
-                            Ok(response) => {
-                                use http_body_util::BodyExt;
-                                let status = response.status();
-                                match response.into_body().collect().await {
-                                    Ok(body) if status == 200 => {
-                                        let body = body.to_bytes();
-                                        if body.starts_with(b"Server pid: ") {
-                                            tally.ok.fetch_add(1, Ordering::SeqCst);
-                                        } else {
-                                            let e = format!("h2: bad body {body:?}");
-                                            tally.errors.lock().unwrap().push(e);
-                                        }
-                                    }
-                                    Ok(_) => {
-                                        tally.errors.lock().unwrap().push(format!("h2: {status}"))
-                                    }
-                                    Err(e) => {
-                                        tally.errors.lock().unwrap().push(format!("h2 body: {e}"))
-                                    }
-                                }
-                            }
-                            Err(e) if e.message().is_some() || h2_rules::unprocessed(e.error()) => {
-                                tally.retried.fetch_add(1, Ordering::SeqCst);
-                                return;
-                            }
-                            Err(e) => {
-                                let e = format!("h2 request: {:?}", e.into_error());
-                                tally.errors.lock().unwrap().push(e);
-                                return;
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        for s in streams {
-            s.await.unwrap();
-        }
-    }
-}
-
-/// wrk's report: requests, and every error it counted (socket errors,
-/// non-2xx answers).
-fn wrk_summary(out: &str) -> (u64, Vec<String>) {
-    let requests = out
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .split_once(" requests in ")
-                .map(|(n, _)| n.to_owned())
-        })
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no request count in wrk's output:\n{out}"));
-    let errors = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("Socket errors:") || l.starts_with("Non-2xx or 3xx responses:"))
-        .map(str::to_owned)
-        .collect();
-    (requests, errors)
-}
-
-/// The `errored` count of h2load's summary.
-fn h2load_errored(out: &str) -> u64 {
-    out.lines()
-        .find(|l| l.starts_with("requests:"))
-        .and_then(|line| {
-            line.split(',')
-                .find_map(|part| part.trim().strip_suffix("errored"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no errored count in h2load's output:\n{out}"))
-}
-
-/// The requests h2load's per-request log shows it never sent.
-fn h2load_never_sent(log: &str) -> u64 {
-    log.lines()
-        .filter(|l| h2_rules::h2load_never_sent(l))
-        .count() as u64
-}
-
-/// h2load's report: requests succeeded, and the counts that must be 0.
-fn h2load_summary(out: &str) -> (u64, Vec<String>) {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("requests:"))
-        .unwrap_or_else(|| panic!("no summary in h2load's output:\n{out}"));
-    // requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout
-    let count = |what: &str| -> u64 {
-        line.split(',')
-            .find_map(|part| part.trim().strip_suffix(what))
-            .map(|n| n.trim().trim_start_matches("requests:").trim())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("no {what:?} in {line:?}"))
-    };
-    let mut errors = Vec::new();
-    for what in ["failed", "errored", "timeout"] {
-        if count(what) != 0 {
-            errors.push(line.to_owned());
-            break;
-        }
-    }
-    if let Some(codes) = out.lines().find(|l| l.starts_with("status codes:")) {
-        // status codes: 100 2xx, 0 3xx, 0 4xx, 0 5xx
-        let bad = codes
-            .split(',')
-            .skip(1)
-            .any(|part| !part.trim().starts_with("0 "));
-        if bad {
-            errors.push(codes.to_owned());
-        }
-    }
-    (count("succeeded"), errors)
-}
-
-#[test]
-fn summaries_are_parsed() {
-    let wrk = "Running 1s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  \
-               12345 requests in 1.00s, 1.2MB read\n  Socket errors: connect 0, read 4, write 0, timeout 0\n\
-               Requests/sec:  12345.00\n";
-    assert_eq!(
-        wrk_summary(wrk),
-        (
-            12345,
-            vec!["Socket errors: connect 0, read 4, write 0, timeout 0".to_owned()]
-        )
-    );
-    let h2 = "requests: 100 total, 100 started, 100 done, 99 succeeded, 1 failed, 1 errored, 0 timeout\n\
-              status codes: 99 2xx, 0 3xx, 0 4xx, 0 5xx\n";
-    let (ok, errors) = h2load_summary(h2);
-    assert_eq!((ok, errors.len()), (99, 1));
-    let h2 = "requests: 100 total, 100 started, 100 done, 100 succeeded, 0 failed, 0 errored, 0 timeout\n\
-              status codes: 99 2xx, 0 3xx, 0 4xx, 1 5xx\n";
-    assert_eq!(h2load_summary(h2).1.len(), 1);
-    assert_eq!(h2load_errored(h2), 0);
-    // From a real log: two answers, then the request queued after the
-    // GOAWAY, never sent.
-    let log = "1795694405141855\t200\t212\n1795694405141870\t200\t250\n0\t-1\t9869452306\n";
-    assert_eq!(h2load_never_sent(log), 1);
-    assert_eq!(h2load_never_sent("1795694405141855\t-1\t212\n"), 0);
 }
 
 #[test]
@@ -383,11 +176,21 @@ fn axum_drops_nothing_across_20_restarts_under_wrk_and_h2load() {
             runs
         })
     };
-    let h2_tally = Arc::new(H2Tally::default());
-    let h2_client = {
-        let (stop, tally) = (stop.clone(), h2_tally.clone());
-        std::thread::spawn(move || h2_client(port, stop, tally))
-    };
+    // An HTTP/2 client that behaves like a real one (hyper's, in this
+    // test process): 4 connections, 10 streams in flight on each, a new
+    // connection after a GOAWAY, and a request sent again only when it is
+    // provably unprocessed (never sent, or refused); any other error is a
+    // failure (`seamless_loadkit::http2`).
+    let h2_client = http2::Load::start(
+        http2::Options {
+            port,
+            connections: 4,
+            streams: 10,
+            body_prefix: b"Server pid: ",
+            keep_answers: false,
+        },
+        Instant::now() + T + INTERVAL * RESTARTS * 3,
+    );
     let _stop = StopOnDrop(stop.clone());
     let wrk = ChildGuard(Some(wrk));
 
@@ -405,44 +208,43 @@ fn axum_drops_nothing_across_20_restarts_under_wrk_and_h2load() {
         t.join().unwrap();
     }
     let h2load_runs = h2load.join().unwrap();
-    h2_client.join().unwrap();
+    let h2_tally = h2_client.stop();
 
-    let (wrk_requests, wrk_errors) = wrk_summary(&wrk_out);
-    let (mut h2_requests, mut h2_errors) = (0, Vec::new());
-    let (mut h2_errored, mut h2_never_sent) = (0, 0);
+    let wrk_summary = wrk::Summary::parse(&wrk_out)
+        .unwrap_or_else(|| panic!("no summary in wrk's output:\n{wrk_out}"));
+    let (mut h2_requests, mut h2_errored, mut h2_never_sent, mut h2_non_2xx) = (0, 0, 0, 0);
     for (out, log) in &h2load_runs {
-        let (ok, errors) = h2load_summary(out);
-        h2_requests += ok;
-        h2_errors.extend(errors);
-        let (errored, never_sent) = (h2load_errored(out), h2load_never_sent(log));
+        let summary = h2load::Summary::parse(out)
+            .unwrap_or_else(|| panic!("no summary in h2load's output:\n{out}"));
+        let never_sent = h2load::never_sent(log);
         assert_eq!(
-            errored, never_sent,
-            "h2load counted {errored} stream(s) errored, but only {never_sent} of them \
-             were requests it never sent:\n{out}\n{log}"
+            summary.errored, never_sent,
+            "h2load counted {} stream(s) errored, but only {never_sent} of them \
+             were requests it never sent:\n{out}\n{log}",
+            summary.errored
         );
-        h2_errored += errored;
+        h2_requests += summary.succeeded;
+        h2_errored += summary.errored;
         h2_never_sent += never_sent;
+        h2_non_2xx += summary.non_2xx();
     }
-    let h2_client_errors = h2_tally.errors.lock().unwrap().clone();
-    let (h2_ok, h2_retried) = (
-        h2_tally.ok.load(Ordering::SeqCst),
-        h2_tally.retried.load(Ordering::SeqCst),
-    );
     let loop_errors = loops.errors.lock().unwrap().clone();
     let (ok, slow) = (
         loops.ok.load(Ordering::SeqCst),
         loops.slow_ok.load(Ordering::SeqCst),
     );
+    let (h2_ok, h2_retried) = (h2_tally.answered, h2_tally.resent);
     eprintln!(
-        "axum, {RESTARTS} restarts: wrk {wrk_requests} requests {wrk_errors:?}; \
+        "axum, {RESTARTS} restarts: wrk {wrk_summary:?}; \
          h2load {h2_requests} succeeded in {} runs, {h2_errored} errored, \
-         {h2_never_sent} of them never sent {h2_errors:?}; \
+         {h2_never_sent} of them never sent, {h2_non_2xx} non-2xx; \
          HTTP/2 client {h2_ok} ok, {h2_retried} unsent and retried, {} failed; \
          loops {ok} + {slow} slow ok, {} failed",
         h2load_runs.len(),
-        h2_client_errors.len(),
+        h2_tally.failed(),
         loop_errors.len()
     );
+    let wrk_requests = wrk_summary.requests;
     // Every older generation is gone; the last one serves.
     let last = *served.last().unwrap();
     for old in &served[..served.len() - 1] {
@@ -454,18 +256,18 @@ fn axum_drops_nothing_across_20_restarts_under_wrk_and_h2load() {
         "the load ran: wrk {wrk_requests}, h2load {h2_requests}, HTTP/2 client {h2_ok}, \
          loops {ok} / {slow}"
     );
-    assert!(wrk_errors.is_empty(), "wrk: {wrk_errors:?}\n{wrk_out}");
-    assert!(
-        h2_client_errors.is_empty(),
-        "HTTP/2 requests failed: {h2_client_errors:?}"
+    assert_eq!(wrk_summary.failed(), 0, "wrk: {wrk_summary:?}\n{wrk_out}");
+    assert_eq!(
+        h2_tally.failed(),
+        0,
+        "HTTP/2 requests failed: {:?}, first: {:?}",
+        h2_tally.failures,
+        h2_tally.errors
     );
     // h2load's errored streams were all never sent (asserted above, run
     // by run): see the module documentation. What it must never see is an
     // answer other than 2xx.
-    assert!(
-        h2_errors.iter().all(|e| e.starts_with("requests:")),
-        "h2load: {h2_errors:?}"
-    );
+    assert_eq!(h2_non_2xx, 0, "h2load saw answers other than 2xx");
     assert!(loop_errors.is_empty(), "failed requests: {loop_errors:?}");
 }
 

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use common::{first_pid, free_port, in_path, wait_for_event, wait_until, TESTD};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use seamless_loadkit::wrk;
 
 const T: Duration = Duration::from_secs(20);
 /// Where the container sees the directory that holds `testd`.
@@ -535,21 +536,6 @@ struct Wrk {
     child: Option<Child>,
 }
 
-/// What wrk reported.
-#[derive(Debug)]
-struct WrkReport {
-    requests: u64,
-    /// connect, read, write, timeout.
-    socket_errors: [u64; 4],
-    non_2xx: u64,
-}
-
-impl WrkReport {
-    fn failures(&self) -> u64 {
-        self.socket_errors.iter().sum::<u64>() + self.non_2xx
-    }
-}
-
 impl Wrk {
     fn start(port: u16) -> Wrk {
         let mut command = Command::new("wrk");
@@ -572,33 +558,12 @@ impl Wrk {
     }
 
     /// Stops wrk (SIGINT makes it print its summary) and reads it.
-    fn finish(mut self) -> WrkReport {
+    fn finish(mut self) -> wrk::Summary {
         let child = self.child.take().unwrap();
         let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGINT);
         let out = child.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let number = |s: &str| s.trim().trim_end_matches(',').parse::<u64>().ok();
-        let mut report = WrkReport {
-            requests: 0,
-            socket_errors: [0; 4],
-            non_2xx: 0,
-        };
-        for line in text.lines() {
-            let line = line.trim();
-            if line.contains(" requests in ") {
-                report.requests = line.split_whitespace().next().and_then(number).unwrap_or(0);
-            } else if let Some(rest) = line.strip_prefix("Socket errors:") {
-                let values: Vec<u64> = rest
-                    .split(',')
-                    .filter_map(|kv| kv.split_whitespace().nth(1).and_then(number))
-                    .collect();
-                for (slot, v) in report.socket_errors.iter_mut().zip(values) {
-                    *slot = v;
-                }
-            } else if let Some(rest) = line.strip_prefix("Non-2xx or 3xx responses:") {
-                report.non_2xx = number(rest).unwrap_or(0);
-            }
-        }
+        let report = wrk::Summary::parse(&text).unwrap_or_default();
         assert!(report.requests > 0, "wrk said: {text}");
         report
     }
@@ -707,7 +672,7 @@ fn restarts_under_load(unit: &Unit<'_>, restarts: usize) -> Vec<i32> {
     let (answered, errors) = loops.finish();
     let wrk = wrk.finish();
     eprintln!(
-        "{}: {restarts} restarts; wrk: {} requests, socket errors (connect, read, write, timeout) {:?}, non-2xx {}; new connections: {answered} answered, {} failed",
+        "{}: {restarts} restarts; wrk: {} requests, socket errors {:?}, non-2xx {}; new connections: {answered} answered, {} failed",
         unit.name,
         wrk.requests,
         wrk.socket_errors,
@@ -715,7 +680,7 @@ fn restarts_under_load(unit: &Unit<'_>, restarts: usize) -> Vec<i32> {
         errors.len()
     );
     assert!(
-        wrk.failures() == 0 && errors.is_empty(),
+        wrk.failed() == 0 && errors.is_empty(),
         "wrk saw failures: {wrk:?}; new connections failed: {errors:?}"
     );
     assert!(answered > 0);

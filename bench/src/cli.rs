@@ -1,11 +1,14 @@
-//! The command line: what to run, how hard, how often, and where to write
-//! the results.
+//! The command line (clap): what to run, how hard, how often, and where to
+//! write the results.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Parser, Subcommand};
+
 use crate::servers::{Protocol, Server};
 
+/// The settings of one run, the command line's flags resolved.
 pub(crate) struct Args {
     pub(crate) servers: Vec<Server>,
     pub(crate) protocols: Vec<Protocol>,
@@ -33,6 +36,9 @@ pub(crate) struct Args {
     pub(crate) startup_samples: usize,
     /// Measure the start-up time only: no restarts, no comparison.
     pub(crate) startup_only: bool,
+    /// Print the full Markdown report and the project's targets, met or
+    /// not, rather than the one-screen summary.
+    pub(crate) targets: bool,
     /// Watch `/proc` after each restart to time its steps.
     pub(crate) trace: bool,
     pub(crate) json: Option<PathBuf>,
@@ -63,104 +69,230 @@ pub(crate) struct Args {
     pub(crate) out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
-[--protocols h1,h2,h2-hyper] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
-[--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
-[--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--startup-only] [--no-trace] \
-[--json FILE] [--svg FILE]
-       demo --soak 10m [--restart-every 5s] [--first-generation-requests N] [--servers plain-axum] \
-[--connections N] [--streams N] [--out DIR]
-       demo --conns 10000 [--restarts 20] [--interval-s S] [--wrk-timeout-s S] [--out DIR]";
+/// What this program was asked to do.
+pub(crate) enum Command {
+    /// Run the benchmark.
+    Bench(Box<Args>),
+    /// Serve the comparison server on this address (the benchmark starts
+    /// itself so).
+    ServePlainAxum(String),
+}
 
-pub(crate) fn parse() -> Args {
-    let mut a = Args {
-        servers: vec![Server::Axum],
-        protocols: vec![Protocol::Http1, Protocol::Http2, Protocol::Http2Hyper],
-        restarts: 20,
-        // daemontools' supervise naps one second after each start and
-        // reads no command meanwhile: cycles shorter than that would
-        // measure its nap.
-        interval_s: 2,
-        lead: Duration::from_millis(500),
-        connections: 4,
-        streams: 8,
-        probes: 2,
-        newconn: 2,
-        slow: 4,
-        slow_ms: 1500,
-        builtin_supervisor: false,
-        builtin_load: false,
-        compare_rounds: 5,
-        compare_s: 2,
-        startup_samples: 30,
-        startup_only: false,
-        trace: true,
-        json: None,
-        svg: None,
-        soak: None,
-        restart_every: Duration::from_secs(5),
-        first_generation_requests: 1_000_000,
-        conns: None,
-        wrk_threads: 1,
-        wrk_timeout_s: None,
-        hold: false,
-        out: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .unwrap_or_else(|| usage(&format!("{flag} needs a value")))
-        };
-        match flag.as_str() {
-            "--servers" => {
-                a.servers = value()
-                    .split(',')
-                    .map(|s| {
-                        Server::parse(s).unwrap_or_else(|| usage(&format!("unknown server {s}")))
-                    })
-                    .collect()
-            }
-            "--protocols" => {
-                a.protocols = value()
-                    .split(',')
-                    .map(|s| {
-                        Protocol::parse(s)
-                            .unwrap_or_else(|| usage(&format!("unknown protocol {s}")))
-                    })
-                    .collect()
-            }
-            "--restarts" => a.restarts = number(&value()),
-            "--interval-s" => a.interval_s = number::<u64>(&value()).max(2),
-            "--lead-ms" => a.lead = Duration::from_millis(number(&value())),
-            "--connections" => a.connections = number::<usize>(&value()).max(1),
-            "--streams" => a.streams = number::<usize>(&value()).max(1),
-            "--probes" => a.probes = number(&value()),
-            "--newconn" => a.newconn = number(&value()),
-            "--slow" => a.slow = number(&value()),
-            "--slow-ms" => a.slow_ms = number(&value()),
-            "--builtin-supervisor" => a.builtin_supervisor = true,
-            "--builtin-load" => a.builtin_load = true,
-            "--compare-rounds" => a.compare_rounds = number(&value()),
-            "--compare-s" => a.compare_s = number::<u64>(&value()).max(1),
-            "--startup-samples" => a.startup_samples = number(&value()),
-            "--startup-only" => a.startup_only = true,
-            "--no-trace" => a.trace = false,
-            "--json" => a.json = Some(value().into()),
-            "--svg" => a.svg = Some(value().into()),
-            "--soak" => a.soak = Some(duration_or_usage(&value())),
-            "--restart-every" => a.restart_every = duration_or_usage(&value()),
-            "--first-generation-requests" => a.first_generation_requests = number(&value()),
-            "--conns" => a.conns = Some(number::<usize>(&value()).max(1)),
-            "--wrk-timeout-s" => a.wrk_timeout_s = Some(number::<u64>(&value()).max(1)),
-            "--out" => a.out = Some(value().into()),
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                std::process::exit(0)
-            }
-            other => usage(&format!("unknown flag {other}")),
-        }
+/// The axum example restarted under load with seamless and without it
+/// (the same handler under plain `axum::serve`), side by side, under a
+/// real supervisor; all traffic on 127.0.0.1.
+///
+/// By default: the axum example and plain axum::serve, HTTP/1.1 (wrk) and
+/// HTTP/2 (hyper's client), 15 restarts each, about two minutes. `--targets` adds the throughput comparison and the start-up
+/// time and prints the full report with the project's targets.
+#[derive(Parser, Debug)]
+#[command(name = "demo", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:
+  demo                                              with and without seamless, side by side
+  demo --targets --protocols h1,h2,h2-hyper         the full report and the targets
+  demo --servers axum,testd,plain-axum --restarts 100 --json bench.json --svg bench.svg
+  demo --servers axum,testd --startup-only          the start-up time alone
+  demo --soak 10m --restart-every 1s                growth over hundreds of restarts
+  demo --conns 10000 --restarts 20                  held connections")]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+
+    /// Servers to restart: axum (the example, seamless), plain-axum (its
+    /// handler under plain axum::serve), testd, testd-reuseport,
+    /// testd-naive. Default: axum,plain-axum (in soak mode, axum)
+    #[arg(long, value_delimiter = ',', value_parser = server, value_name = "LIST")]
+    servers: Vec<Server>,
+
+    /// Loads: h1 (wrk, or the built-in clients), h2 (h2load), h2-hyper
+    /// (hyper's HTTP/2 client). Default: h1,h2-hyper
+    #[arg(long, value_delimiter = ',', value_parser = protocol, value_name = "LIST")]
+    protocols: Vec<Protocol>,
+
+    /// Restarts per server and load
+    #[arg(long, value_name = "N", default_value_t = 15)]
+    restarts: usize,
+
+    /// Seconds per restart cycle (at least 2: daemontools' supervise naps
+    /// one second after each start and reads no command meanwhile)
+    #[arg(long, value_name = "S", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(2..))]
+    interval_s: u64,
+
+    /// Milliseconds into each cycle at which the restart is sent
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    lead_ms: u64,
+
+    /// Connections of wrk, h2load or hyper's client
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    connections: u64,
+
+    /// Streams in flight per HTTP/2 connection
+    #[arg(long, value_name = "N", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    streams: u64,
+
+    /// Built-in keep-alive probes (1 ms apart) next to wrk or h2load
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    probes: usize,
+
+    /// Built-in loops of a new connection per request
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    newconn: usize,
+
+    /// Built-in loops of slow requests
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    slow: usize,
+
+    /// How long a slow request takes, ms
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    slow_ms: u64,
+
+    /// Use the built-in respawn loop even when daemontools is installed
+    #[arg(long)]
+    builtin_supervisor: bool,
+
+    /// Use the built-in clients even when wrk and h2load are installed
+    #[arg(long)]
+    builtin_load: bool,
+
+    /// Print the full report and the project's targets, met or not; also
+    /// measures steady throughput against plain axum::serve (5 rounds)
+    /// and the start-up time (30 samples) unless given below
+    #[arg(long)]
+    targets: bool,
+
+    /// Rounds of steady throughput, the axum example against plain
+    /// axum::serve (default 0, or 5 with --targets)
+    #[arg(long, value_name = "N")]
+    compare_rounds: Option<usize>,
+
+    /// Seconds per throughput round
+    #[arg(long, value_name = "S", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    compare_s: u64,
+
+    /// Start-up samples, seamless on and off (default 0, or 30 with
+    /// --targets or --startup-only)
+    #[arg(long, value_name = "N")]
+    startup_samples: Option<usize>,
+
+    /// Measure the start-up time only: no restarts, no comparison
+    #[arg(long)]
+    startup_only: bool,
+
+    /// Do not watch /proc to time each restart's steps
+    #[arg(long)]
+    no_trace: bool,
+
+    /// Write the figures as JSON
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// Draw throughput and failures over time as SVG
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
+
+    /// Soak mode: the axum example under wrk and hyper's HTTP/2 client for
+    /// this long (10m, 90s, 1500ms, 1h, or seconds)
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    soak: Option<Duration>,
+
+    /// In soak mode, how long each generation serves before its restart
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "5s")]
+    restart_every: Duration,
+
+    /// In soak mode, requests the first generation serves before its first
+    /// restart (0: no longer than the others)
+    #[arg(long, value_name = "N", default_value_t = 1_000_000)]
+    first_generation_requests: u64,
+
+    /// Scale mode: this many keep-alive HTTP/1.1 connections (wrk, two
+    /// threads) held through the restarts
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    conns: Option<u64>,
+
+    /// wrk's --timeout, seconds (wrk's default 2 s; 10 s in scale mode)
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    wrk_timeout_s: Option<u64>,
+
+    /// Where soak and scale runs write their files (default: a new
+    /// directory under target/seamless-bench)
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// The comparison server: the example's handler under plain
+    /// axum::serve (the benchmark starts itself so)
+    #[command(name = "serve-plain-axum", hide = true)]
+    ServePlainAxum {
+        #[arg(default_value = "127.0.0.1:8080")]
+        addr: String,
+    },
+}
+
+/// Parses the command line; exits with clap's message (status 2) on a bad
+/// one, and after `--help` or `--version`.
+pub(crate) fn parse() -> Command {
+    resolve(Cli::parse())
+}
+
+fn resolve(cli: Cli) -> Command {
+    if let Some(Mode::ServePlainAxum { addr }) = cli.mode {
+        return Command::ServePlainAxum(addr);
     }
+    let mut a = Args {
+        servers: if !cli.servers.is_empty() {
+            cli.servers
+        } else if cli.soak.is_some() {
+            vec![Server::Axum]
+        } else {
+            vec![Server::Axum, Server::PlainAxum]
+        },
+        protocols: if cli.protocols.is_empty() {
+            vec![Protocol::Http1, Protocol::Http2Hyper]
+        } else {
+            cli.protocols
+        },
+        restarts: cli.restarts,
+        interval_s: cli.interval_s,
+        lead: Duration::from_millis(cli.lead_ms),
+        connections: cli.connections as usize,
+        streams: cli.streams as usize,
+        probes: cli.probes,
+        newconn: cli.newconn,
+        slow: cli.slow,
+        slow_ms: cli.slow_ms,
+        builtin_supervisor: cli.builtin_supervisor,
+        builtin_load: cli.builtin_load,
+        compare_rounds: cli
+            .compare_rounds
+            .unwrap_or(if cli.targets { 5 } else { 0 }),
+        compare_s: cli.compare_s,
+        startup_samples: cli
+            .startup_samples
+            .unwrap_or(if cli.targets || cli.startup_only {
+                30
+            } else {
+                0
+            }),
+        startup_only: cli.startup_only,
+        targets: cli.targets,
+        trace: !cli.no_trace,
+        json: cli.json,
+        svg: cli.svg,
+        soak: cli.soak,
+        restart_every: cli.restart_every,
+        first_generation_requests: cli.first_generation_requests,
+        conns: cli.conns.map(|n| n as usize),
+        wrk_threads: 1,
+        wrk_timeout_s: cli.wrk_timeout_s,
+        hold: false,
+        out: cli.out,
+    };
     if let Some(n) = a.conns {
         // Scale: the example over HTTP/1.1, wrk's connections held
         // throughout; nothing else measured.
@@ -173,57 +305,163 @@ pub(crate) fn parse() -> Args {
         a.startup_samples = 0;
         a.wrk_timeout_s.get_or_insert(10);
     }
-    a
+    Command::Bench(Box::new(a))
+}
+
+fn server(s: &str) -> Result<Server, String> {
+    Server::parse(s).ok_or_else(|| {
+        format!("unknown server {s:?} (axum, plain-axum, testd, testd-reuseport, testd-naive)")
+    })
+}
+
+fn protocol(s: &str) -> Result<Protocol, String> {
+    Protocol::parse(s).ok_or_else(|| format!("unknown protocol {s:?} (h1, h2, h2-hyper)"))
 }
 
 /// `10m`, `90s`, `1500ms`, `1h` or a bare number of seconds.
-fn duration(s: &str) -> Option<Duration> {
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-    if split == 0 {
-        return None;
+fn duration(s: &str) -> Result<Duration, String> {
+    let not = || format!("not a duration: {s:?} (10m, 90s, 1500ms, 1h, or seconds)");
+    if let Ok(seconds) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
     }
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .filter(|&i| i > 0)
+        .ok_or_else(not)?;
     let (n, unit) = s.split_at(split);
-    let n: f64 = n.parse().ok()?;
+    let n: f64 = n.parse().map_err(|_| not())?;
     let seconds = match unit {
         "ms" => n / 1000.0,
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return None,
+        _ => return Err(not()),
     };
-    Some(Duration::from_secs_f64(seconds))
-}
-
-fn duration_or_usage(s: &str) -> Duration {
-    duration(s)
-        .or_else(|| s.parse::<u64>().ok().map(Duration::from_secs))
-        .unwrap_or_else(|| usage(&format!("not a duration: {s}")))
-}
-
-fn number<T: std::str::FromStr>(s: &str) -> T {
-    s.parse()
-        .unwrap_or_else(|_| usage(&format!("not a number: {s}")))
-}
-
-fn usage(problem: &str) -> ! {
-    eprintln!("{problem}\n{USAGE}");
-    std::process::exit(2)
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn args(argv: &[&str]) -> Result<Args, clap::Error> {
+        let cli = Cli::try_parse_from(std::iter::once("demo").chain(argv.iter().copied()))?;
+        match resolve(cli) {
+            Command::Bench(a) => Ok(*a),
+            Command::ServePlainAxum(_) => panic!("not a benchmark run"),
+        }
+    }
+
     #[test]
     fn durations() {
-        assert_eq!(duration("10m"), Some(Duration::from_secs(600)));
-        assert_eq!(duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(duration("1500ms"), Some(Duration::from_millis(1500)));
-        assert_eq!(duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(duration("2h"), Some(Duration::from_secs(7200)));
-        assert_eq!(duration("5"), None);
-        assert_eq!(duration("s"), None);
-        assert_eq!(duration("5d"), None);
-        assert_eq!(duration_or_usage("7"), Duration::from_secs(7));
+        assert_eq!(duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("1500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration("7"), Ok(Duration::from_secs(7)));
+        assert!(duration("s").is_err());
+        assert!(duration("5d").is_err());
+    }
+
+    #[test]
+    fn by_default_the_example_and_plain_axum_side_by_side() {
+        let a = args(&[]).unwrap();
+        assert_eq!(a.servers, [Server::Axum, Server::PlainAxum]);
+        assert_eq!(a.protocols, [Protocol::Http1, Protocol::Http2Hyper]);
+        assert_eq!(
+            (a.compare_rounds, a.startup_samples, a.targets),
+            (0, 0, false)
+        );
+        let t = args(&["--targets"]).unwrap();
+        assert_eq!(
+            (t.compare_rounds, t.startup_samples, t.targets),
+            (5, 30, true)
+        );
+    }
+
+    #[test]
+    fn every_flag_is_read() {
+        let a = args(&[
+            "--servers=axum,testd,testd-reuseport,testd-naive,plain-axum",
+            "--protocols=h1,h2,h2-hyper",
+            "--restarts=3",
+            "--interval-s=4",
+            "--lead-ms=700",
+            "--connections=5",
+            "--streams=6",
+            "--probes=1",
+            "--newconn=0",
+            "--slow=1",
+            "--slow-ms=300",
+            "--builtin-supervisor",
+            "--builtin-load",
+            "--compare-rounds=2",
+            "--compare-s=3",
+            "--startup-samples=7",
+            "--no-trace",
+            "--json=x.json",
+            "--svg=x.svg",
+            "--wrk-timeout-s=9",
+            "--out=dir",
+        ])
+        .unwrap();
+        assert_eq!(a.servers.len(), 5);
+        assert_eq!(a.protocols.len(), 3);
+        assert_eq!(
+            (a.restarts, a.interval_s, a.lead),
+            (3, 4, Duration::from_millis(700))
+        );
+        assert_eq!(
+            (a.connections, a.streams, a.probes, a.newconn),
+            (5, 6, 1, 0)
+        );
+        assert_eq!((a.slow, a.slow_ms), (1, 300));
+        assert!(a.builtin_supervisor && a.builtin_load && !a.trace);
+        assert_eq!(
+            (a.compare_rounds, a.compare_s, a.startup_samples),
+            (2, 3, 7)
+        );
+        assert_eq!(a.wrk_timeout_s, Some(9));
+        assert!(a.json.is_some() && a.svg.is_some() && a.out.is_some());
+        let soak = args(&["--soak", "10m", "--restart-every", "1s"]).unwrap();
+        assert_eq!(soak.soak, Some(Duration::from_secs(600)));
+        assert_eq!(soak.restart_every, Duration::from_secs(1));
+        assert_eq!(soak.servers, [Server::Axum]);
+        let scale = args(&["--conns", "10000"]).unwrap();
+        assert_eq!(
+            (scale.connections, scale.wrk_threads, scale.hold),
+            (10000, 2, true)
+        );
+        assert_eq!(scale.wrk_timeout_s, Some(10));
+        assert!(args(&["--startup-only"]).unwrap().startup_samples == 30);
+    }
+
+    #[test]
+    fn errors_name_the_bad_argument() {
+        for (argv, named) in [
+            (&["--servers", "nginx"][..], "nginx"),
+            (&["--protocols", "h3"][..], "h3"),
+            (&["--restarts", "many"][..], "--restarts"),
+            (&["--interval-s", "1"][..], "--interval-s"),
+            (&["--soak", "5d"][..], "5d"),
+            (&["--frobnicate"][..], "--frobnicate"),
+        ] {
+            let e = args(argv).err().expect("refused");
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.to_string().contains(named), "{argv:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_comparison_server_mode_is_the_name_the_benchmark_starts() {
+        let cli = Cli::try_parse_from(["demo", crate::servers::PLAIN_AXUM, "127.0.0.1:1"]).unwrap();
+        assert!(matches!(resolve(cli), Command::ServePlainAxum(addr) if addr == "127.0.0.1:1"));
+    }
+
+    #[test]
+    fn the_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -1,64 +1,74 @@
 //! The restart-under-load benchmark, and the README's first command.
 //!
-//! Runs a real server, by default the axum example (`examples/axum.rs`),
-//! under a supervisor (daemontools' `supervise` when it is installed, else
-//! a minimal built-in respawn loop, and it says which), loads it over
-//! 127.0.0.1 only, restarts it N times the supervisor's way, and reports
-//! per server and protocol: requests, failures by kind (every failure any
-//! client saw, in one total), restarts with a failure, throughput and p99
-//! latency in steady state and inside restart windows, the restart command
-//! to the new generation's first answer and where that time goes, the
-//! launcher's memory, and the start-up time the launcher split adds. It
-//! also compares the example's steady throughput with its handler under
-//! plain `axum::serve`. Prints Markdown; optionally writes JSON and an SVG
-//! plot. Every loop is bounded; it stops by itself.
+//! By default it runs the axum example (`examples/axum.rs`, seamless) and
+//! the same handler under plain `axum::serve` (no seamless) under the same
+//! supervisor (daemontools' `supervise` when it is installed, else a
+//! minimal built-in respawn loop, and it says so), loads each over
+//! 127.0.0.1 only with the same load, restarts each N times the
+//! supervisor's way, and ends with one screen: per server and load the
+//! requests, the failures (every failure any client saw), the restarts
+//! with a failure and the restart command to the new process's first
+//! answer, then a verdict with and without seamless.
 //!
-//! The load is wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2 with prior
-//! knowledge) when they are installed, the built-in clients otherwise (it
-//! says which), plus the built-in new-connection and slow-request loops.
+//! `--targets` prints instead the full Markdown report (throughput and p99
+//! latency in steady state and inside restart windows, where a restart's
+//! time goes, the launcher's memory, the example's steady throughput
+//! against plain `axum::serve`, the start-up time the launcher split adds)
+//! and the project's targets, met or not. Optionally writes JSON and an
+//! SVG plot. Every loop is bounded; it stops by itself.
+//!
+//! The load is wrk (HTTP/1.1 keep-alive) and hyper's HTTP/2 client, h2load
+//! (HTTP/2 with prior knowledge) on request, the built-in clients when wrk
+//! is missing (it says so), plus the built-in probes, new-connection and
+//! slow-request loops.
 //!
 //! ```text
-//! cargo run --release --bin demo        # the axum example, HTTP/1.1 and HTTP/2, 20 restarts
-//! cargo run --release --bin demo -- --servers axum,testd --restarts 100 \
-//!     --json docs/bench.json --svg docs/bench.svg --startup-samples 60
-//! cargo run --release --bin demo -- --servers axum,testd --startup-only
-//! cargo run --release --bin demo -- --soak 10m --restart-every 1s   # growth over restarts
-//! cargo run --release --bin demo -- --conns 10000 --restarts 20    # held connections
+//! cargo run --release -p seamless-bench      # with and without seamless, side by side
+//! cargo run --release -p seamless-bench -- --targets --protocols h1,h2,h2-hyper
+//! cargo run --release -p seamless-bench -- --servers axum,testd --restarts 100 \
+//!     --json docs/bench.json --svg docs/bench.svg --targets
+//! cargo run --release -p seamless-bench -- --servers axum,testd --startup-only
+//! cargo run --release -p seamless-bench -- --soak 10m --restart-every 1s   # growth over restarts
+//! cargo run --release -p seamless-bench -- --conns 10000 --restarts 20    # held connections
 //! ```
 //!
 //! Modules: `cli` (flags), `servers` (what runs, and the comparison
 //! server), `supervision` (supervise or the respawn loop; `/proc`,
 //! `RLIMIT_NOFILE`), `load` (built-in clients, wrk, h2load, hyper's
-//! client), `run` (the experiments), `soak` (the soak and its growth
-//! figures), `measure` (windows, rates, percentiles, slopes), `report`
-//! (table, JSON, SVG; the soak's text, CSV and plot).
+//! client; the readers and the HTTP/2 client come from `seamless-loadkit`),
+//! `run` (the experiments), `soak` (the soak and its growth figures),
+//! `measure` (windows, rates, percentiles, slopes), `progress` (the
+//! progress line), `summary` (the one screen and its verdict), `report`
+//! (the full table and the targets, JSON, SVG; the soak's text, CSV and
+//! plot).
 
 mod cli;
 mod load;
 mod measure;
+mod progress;
 mod report;
 mod run;
 mod servers;
 mod soak;
+mod summary;
 mod supervision;
 
 use report::{Report, Settings, Skipped};
-use servers::Server;
+use servers::{Protocol, Server};
 
 fn main() {
-    // The comparison server is this program in another mode, so that
-    // `cargo run --bin demo` has nothing else to build for it.
-    let mut argv = std::env::args().skip(1);
-    if argv.next().as_deref() == Some(servers::PLAIN_AXUM) {
-        let addr = argv.next().unwrap_or_else(|| "127.0.0.1:8080".into());
-        if let Err(e) = servers::serve_plain_axum(&addr) {
-            eprintln!("demo: plain axum on {addr}: {e}");
-            std::process::exit(1);
+    let args = match cli::parse() {
+        cli::Command::Bench(args) => args,
+        // The comparison server is this program in another mode, so that
+        // `cargo run --bin demo` has nothing else to build for it.
+        cli::Command::ServePlainAxum(addr) => {
+            if let Err(e) = servers::serve_plain_axum(&addr) {
+                eprintln!("demo: plain axum on {addr}: {e}");
+                std::process::exit(1);
+            }
+            return;
         }
-        return;
-    }
-
-    let args = cli::parse();
+    };
     if let Some(n) = args.conns {
         // Every process started from here on inherits the limit.
         let want = n as u64 * 2 + 1024;
@@ -96,60 +106,73 @@ fn main() {
         eprintln!("demo: --conns needs wrk (the built-in clients are a thread per connection)");
         std::process::exit(1);
     }
-    eprintln!(
-        "load: HTTP/1.1 from {}, HTTP/2 from {}; plus built-in new-connection and slow-request loops",
-        if tools.wrk {
-            "wrk"
-        } else if args.builtin_load {
-            "the built-in keep-alive clients (--builtin-load)"
+    if !tools.wrk {
+        progress::note(if args.builtin_load {
+            "HTTP/1.1 load from the built-in keep-alive clients (--builtin-load)"
         } else {
-            "the built-in keep-alive clients (wrk is not installed)"
-        },
-        if tools.h2load {
-            "h2load"
-        } else {
-            "nobody (h2load is not installed, or --builtin-load)"
-        },
-    );
+            "HTTP/1.1 load from the built-in keep-alive clients: wrk is not installed (apt-get install wrk)"
+        });
+    }
+    if args.protocols.contains(&Protocol::Http2) && !tools.h2load {
+        progress::note("no h2load run: h2load is not installed (apt-get install nghttp2-client), or --builtin-load");
+    }
     let supervise =
         !args.builtin_supervisor && supervision::which("supervise") && supervision::which("svc");
-    eprintln!(
-        "supervisor: {}",
-        if supervise {
-            "daemontools supervise"
+    if !supervise {
+        progress::note(if args.builtin_supervisor {
+            "supervisor: the built-in respawn loop (--builtin-supervisor)"
         } else {
-            "built-in respawn loop"
-        }
-    );
+            "supervisor: the built-in respawn loop: daemontools is not installed (apt-get install daemontools)"
+        });
+    }
 
+    // Server by server within each load, so that with and without
+    // seamless stand side by side.
+    let plan: Vec<(Server, Protocol)> = args
+        .protocols
+        .iter()
+        .flat_map(|&p| args.servers.iter().map(move |&s| (s, p)))
+        .filter(|(s, p)| s.speaks(*p))
+        .collect();
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
-    for &server in &args.servers {
-        for &protocol in &args.protocols {
-            if !server.speaks(protocol) {
-                continue;
-            }
-            match run::restarts(&args, &bins, tools, server, protocol) {
-                Ok(figures) => runs.push(figures),
-                Err(reason) => {
-                    eprintln!("skipped {} {}: {reason}", server.name(), protocol.name());
-                    skipped.push(Skipped {
-                        server: server.name(),
-                        protocol: protocol.name(),
-                        reason,
-                    });
-                }
+    for (i, &(server, protocol)) in plan.iter().enumerate() {
+        progress::phase(format!(
+            "run {} of {}: {}, {}",
+            i + 1,
+            plan.len(),
+            server.name(),
+            protocol.name()
+        ));
+        match run::restarts(&args, &bins, tools, server, protocol) {
+            Ok(figures) => runs.push(figures),
+            Err(reason) => {
+                progress::note(&format!(
+                    "skipped {} {}: {reason}",
+                    server.name(),
+                    protocol.name()
+                ));
+                skipped.push(Skipped {
+                    server: server.name(),
+                    protocol: protocol.name(),
+                    reason,
+                });
             }
         }
     }
     let mut comparisons = Vec::new();
     if args.compare_rounds > 0 && args.servers.contains(&Server::Axum) {
         for &protocol in &args.protocols {
+            progress::phase(format!(
+                "steady throughput, {}, against plain axum::serve",
+                protocol.name()
+            ));
             match run::compare(&args, &bins, tools, protocol) {
                 Ok(c) => comparisons.push(c),
-                Err(reason) => {
-                    eprintln!("no throughput comparison for {}: {reason}", protocol.name())
-                }
+                Err(reason) => progress::note(&format!(
+                    "no throughput comparison for {}: {reason}",
+                    protocol.name()
+                )),
             }
         }
     }
@@ -157,6 +180,7 @@ fn main() {
     if args.startup_samples > 0 {
         for &server in &args.servers {
             if matches!(server, Server::Axum | Server::Testd) {
+                progress::phase(format!("start-up time, {}", server.name()));
                 startup.push(run::startup(&bins, server, args.startup_samples));
             }
         }
@@ -183,7 +207,15 @@ fn main() {
         throughput_against_plain_axum: comparisons,
         startup,
     };
-    print!("{}", report::text(&report));
+    progress::clear();
+    if args.targets || args.conns.is_some() {
+        print!("{}", report::text(&report));
+    } else {
+        print!(
+            "{}",
+            summary::text(&report, &load_description(&args, tools))
+        );
+    }
     if let Some(path) = &args.json {
         std::fs::write(path, report::json(&report)).expect("write json");
     }
@@ -207,7 +239,9 @@ fn main() {
         }
         eprintln!("scale: report, JSON and plot in {}", dir.display());
     }
-    println!("\n{}", verdict(&report.runs));
+    if args.targets || args.conns.is_some() {
+        println!("\n{}", summary::verdict(&report.runs));
+    }
 }
 
 /// The soak mode: run it, print its figures, write them with the readings
@@ -262,33 +296,34 @@ fn write(path: &std::path::Path, text: &str) {
     }
 }
 
-/// The last line: whether any client saw a failure of a seamless server.
-/// h2load's errored streams that its own log shows it never sent are named
-/// apart: h2load counts as errored the request it queues after a server's
-/// GOAWAY and may then not send (docs/benchmarks.md, Results), so that
-/// count is h2load's, not the server's. Any other failure, an errored
-/// stream h2load did send included, is a failure.
-fn verdict(runs: &[measure::RunFigures]) -> String {
-    const NEVER_SENT: &str = "h2load errored, never sent";
-    let ours = runs.iter().filter(|r| {
-        [Server::Axum, Server::Testd]
-            .iter()
-            .any(|s| s.name() == r.server)
-    });
-    let (mut failed, mut never_sent) = (0, 0);
-    for run in ours {
-        let n = run.failures.get(NEVER_SENT).copied().unwrap_or(0);
-        never_sent += n;
-        failed += run.failed - n;
+/// The load of a restart run, in words, for the summary.
+fn load_description(args: &cli::Args, tools: load::Tools) -> String {
+    let mut parts = Vec::new();
+    for protocol in &args.protocols {
+        parts.push(match protocol {
+            Protocol::Http1 if tools.wrk => {
+                format!("HTTP/1.1 from wrk, {} connections", args.connections)
+            }
+            Protocol::Http1 => format!(
+                "HTTP/1.1 from {} built-in keep-alive clients",
+                args.connections
+            ),
+            Protocol::Http2 => format!(
+                "HTTP/2 from h2load, {} connections of {} streams",
+                args.connections, args.streams
+            ),
+            Protocol::Http2Hyper => format!(
+                "HTTP/2 from hyper's client, {} connections of {} streams",
+                args.connections, args.streams
+            ),
+        });
     }
-    match (runs.is_empty(), failed, never_sent) {
-        (true, _, _) => "nothing measured".to_owned(),
-        (false, 0, 0) => "nothing dropped".to_owned(),
-        (false, 0, n) => format!(
-            "nothing dropped that any client but h2load saw; h2load counted {n} HTTP/2 \
-             stream(s) errored that its own log shows it never sent (the requests it \
-             queues after a server's GOAWAY: see docs/benchmarks.md)"
-        ),
-        (false, _, _) => "FAILURES (see the table)".to_owned(),
-    }
+    format!(
+        "{}; with each, {} keep-alive probes, {} new-connection loops and {} loops of slow ({} ms) requests",
+        parts.join("; "),
+        args.probes,
+        args.newconn,
+        args.slow,
+        args.slow_ms
+    )
 }

@@ -91,6 +91,8 @@ pub(crate) struct Series {
 #[derive(Serialize)]
 pub(crate) struct RunFigures {
     pub(crate) server: &'static str,
+    /// Whether seamless restarts the server (a launcher and a handover).
+    pub(crate) seamless: bool,
     pub(crate) protocol: &'static str,
     pub(crate) supervisor: &'static str,
     pub(crate) load: String,
@@ -132,6 +134,8 @@ pub(crate) struct Held {
 /// The fields of `RunFigures` that describe the run rather than measure it.
 pub(crate) struct Labels {
     pub(crate) server: &'static str,
+    /// Whether seamless restarts the server (a launcher and a handover).
+    pub(crate) seamless: bool,
     pub(crate) protocol: &'static str,
     pub(crate) supervisor: &'static str,
     pub(crate) load: String,
@@ -306,6 +310,7 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
     };
     RunFigures {
         server: labels.server,
+        seamless: labels.seamless,
         protocol: labels.protocol,
         supervisor: labels.supervisor,
         load: labels.load,

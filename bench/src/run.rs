@@ -16,6 +16,7 @@ use crate::cli::Args;
 use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
 use crate::load::{h2load, hyper_h2, wrk, Clock, Slice, Tools};
 use crate::measure::{self, Held, Labels, Recorded, Restart, RunFigures};
+use crate::progress;
 use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
 use crate::supervision::{
     alive, children, cpu_us, exe, fds, free_port, listen_counters, memory, temp_dir, Group,
@@ -117,11 +118,11 @@ pub(crate) fn restarts(
         }
         // Past the connections' own handshakes.
         std::thread::sleep(Duration::from_secs(1));
-        eprintln!(
+        progress::note(&format!(
             "{} connections up after {}",
             args.connections,
             up_after_s.map_or("- (not within 120 s)".into(), |s| format!("{s:.1} s"))
-        );
+        ));
         up_ms = clock.now_ms();
         held = Some(Held {
             connections: args.connections,
@@ -227,13 +228,7 @@ pub(crate) fn restarts(
                 std::thread::sleep((cycle_began + cycle).saturating_duration_since(Instant::now()))
             }
         }
-        eprint!(
-            "\r{} {}: restart {}/{} ",
-            server.name(),
-            protocol.name(),
-            i + 1,
-            args.restarts
-        );
+        progress::update(&format!("restart {} of {}", i + 1, args.restarts));
     }
     if let (Some(h), Some(running)) = (held.as_mut(), held_wrk) {
         h.listen_after = listen_counters();
@@ -250,7 +245,6 @@ pub(crate) fn restarts(
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
     let end_ms = clock.now_ms();
-    eprintln!();
 
     let mut known: HashSet<u32> = samples.iter().map(|s| s.pid).filter(|p| *p != 0).collect();
     known.extend(launchers);
@@ -290,6 +284,7 @@ pub(crate) fn restarts(
     Ok(measure::figures(
         Labels {
             server: server.name(),
+            seamless: server.seamless(),
             protocol: protocol.name(),
             supervisor,
             load: load_desc,
@@ -535,15 +530,9 @@ pub(crate) fn compare(
             };
             rps_list.push(rps);
             cpu_list.extend(cpu_per_request);
-            eprint!(
-                "\rthroughput {} round {}/{} ",
-                protocol.name(),
-                round + 1,
-                args.compare_rounds
-            );
+            progress::update(&format!("round {} of {}", round + 1, args.compare_rounds));
         }
     }
-    eprintln!();
     let _ = std::fs::remove_dir_all(&dir);
     c.example_median = measure::median(c.example_rps.clone());
     c.plain_median = measure::median(c.plain_rps.clone());

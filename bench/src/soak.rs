@@ -18,6 +18,7 @@ use crate::cli::Args;
 use crate::load::builtin::get_pid;
 use crate::load::{hyper_h2, wrk, Clock, Tools};
 use crate::measure::{median, slope};
+use crate::progress;
 use crate::run::{first_answer, Skip};
 use crate::servers::{Binaries, Server};
 use crate::supervision::{free_port, temp_dir, usage, Supervisor, Usage};
@@ -227,12 +228,12 @@ pub(crate) fn run(
         restart_ms.push(at.elapsed().as_secs_f64() * 1000.0);
         daemon = next;
         generation += 1;
-        eprint!("\rsoak: restart {generation}, {} requests ", served());
+        progress::update(&format!("restart {generation}, {} requests", served()));
     }
     // The last generation serves until the load ends: read it just before.
     std::thread::sleep(end.saturating_duration_since(Instant::now() + Duration::from_millis(300)));
     readings.push(read(generation, Point::EndOfRun, daemon));
-    eprintln!();
+    progress::clear();
 
     let (h1, h2) = (h1.finish(&clock), h2.finish(&clock));
     let mut failures = BTreeMap::new();

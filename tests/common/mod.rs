@@ -10,7 +10,9 @@
 
 #![allow(dead_code)]
 
-pub(crate) mod http;
+// Not every test reads HTTP/1.1 responses.
+#[allow(unused_imports)]
+pub(crate) use seamless_loadkit::http1 as http;
 pub(crate) mod not_run;
 pub(crate) mod runit;
 

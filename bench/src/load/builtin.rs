@@ -193,10 +193,7 @@ impl Load {
     }
 }
 
-// The HTTP/1.1 response reader the integration tests use.
-#[path = "../../../tests/common/http.rs"]
-mod http;
-pub(crate) use http::read_response;
+pub(crate) use seamless_loadkit::http1::read_response;
 
 /// Sends one request on a new connection; the pid that answered it.
 pub(crate) fn get_pid(port: u16) -> Option<u32> {

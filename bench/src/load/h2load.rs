@@ -12,7 +12,9 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{h2_rules, number_after, per_10ms, Clock, Slice};
+use seamless_loadkit::h2load::{LogEntry, Summary};
+
+use super::{per_10ms, Clock, Slice};
 
 pub(crate) struct Running {
     /// One h2load per connection, with its log: h2load 1.52 neither counts
@@ -94,7 +96,7 @@ impl Running {
         for (child, log) in self.children {
             let out = child.wait_with_output().expect("h2load output");
             let text = String::from_utf8_lossy(&out.stdout);
-            let Some(summary) = parse(&text) else {
+            let Some(summary) = Summary::parse(&text) else {
                 eprintln!(
                     "demo: cannot read h2load's summary:\n{text}{}",
                     String::from_utf8_lossy(&out.stderr)
@@ -103,30 +105,30 @@ impl Running {
                 continue;
             };
             slice.answered += summary.succeeded;
-            non2xx += summary.failed.saturating_sub(summary.errored);
+            non2xx += summary.non_2xx();
             errored += summary.errored.saturating_sub(summary.timeout);
             timeout += summary.timeout;
-            let in_flight = summary.started.saturating_sub(summary.done);
+            let in_flight = summary.in_flight();
             let Some(path) = log else {
                 slice.unfinished += in_flight;
                 continue;
             };
             let mut last_ms = f64::NEG_INFINITY;
             if let Ok(file) = std::fs::File::open(&path) {
-                for line in BufReader::new(file).lines().map_while(Result::ok) {
-                    if h2_rules::h2load_never_sent(&line) {
+                let lines = BufReader::new(file).lines().map_while(Result::ok);
+                for entry in lines.filter_map(|l| LogEntry::parse(&l)) {
+                    if entry.never_sent() {
                         never_sent += 1;
                         continue;
                     }
-                    let mut f = line.split('\t').map(|x| x.trim().parse::<u64>().ok());
-                    let (Some(Some(start_us)), Some(Some(status)), Some(Some(took_us))) =
-                        (f.next(), f.next(), f.next())
+                    let LogEntry {
+                        start_us,
+                        status: Some(200..=399),
+                        took_us,
+                    } = entry
                     else {
                         continue;
                     };
-                    if !(200..400).contains(&status) {
-                        continue;
-                    }
                     slice.latencies.push((
                         clock.at_epoch_us(start_us) as f32,
                         took_us.min(u32::MAX as u64) as u32,
@@ -152,61 +154,5 @@ impl Running {
             ("h2load connection lost", lost),
         ];
         slice
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct Summary {
-    started: u64,
-    done: u64,
-    succeeded: u64,
-    /// Every failed request, the HTTP-level ones included.
-    failed: u64,
-    /// Failed without an HTTP answer, the timed-out ones included.
-    errored: u64,
-    timeout: u64,
-}
-
-/// From h2load's line
-/// `requests: 80000 total, 80004 started, 80000 done, 80000 succeeded, 0 failed, 0 errored, 0 timeout`.
-fn parse(text: &str) -> Option<Summary> {
-    let line = text
-        .lines()
-        .find(|l| l.trim_start().starts_with("requests:"))?;
-    let field = |name: &str| -> Option<u64> {
-        line.split(',')
-            .find(|part| part.trim().ends_with(name))
-            .and_then(|part| number_after(part.trim().trim_start_matches("requests:"), ""))
-            .map(|n| n as u64)
-    };
-    Some(Summary {
-        started: field("started")?,
-        done: field("done")?,
-        succeeded: field("succeeded")?,
-        failed: field("failed")?,
-        errored: field("errored")?,
-        timeout: field("timeout")?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn summary() {
-        let text = "finished in 2.00s, 40000.00 req/s, 1.5MB/s\n\
-                    requests: 80000 total, 80008 started, 80000 done, 79990 succeeded, 10 failed, 7 errored, 2 timeout\n\
-                    status codes: 79990 2xx, 0 3xx, 3 4xx, 0 5xx\n";
-        let s = super::parse(text).unwrap();
-        assert_eq!(
-            s,
-            super::Summary {
-                started: 80008,
-                done: 80000,
-                succeeded: 79990,
-                failed: 10,
-                errored: 7,
-                timeout: 2
-            }
-        );
     }
 }

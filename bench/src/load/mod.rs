@@ -108,19 +108,3 @@ pub(crate) fn per_10ms(mut done_ms: Vec<f64>) -> Vec<(f64, u32)> {
     }
     out
 }
-
-// What the integration tests decide about HTTP/2 failures: which a client
-// may send again, and which h2load never sent.
-#[path = "../../../tests/common/h2.rs"]
-pub(crate) mod h2_rules;
-
-/// The first number after `key` in `text` (`key` included), e.g.
-/// `number_after("connect 0, read 4", "read ")` is 4.
-pub(crate) fn number_after(text: &str, key: &str) -> Option<f64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    let rest = rest.trim_start();
-    let end = rest
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use super::{number_after, Clock, Slice};
+use seamless_loadkit::wrk::Summary;
+
+use super::{Clock, Slice};
 
 /// Counts answers per 10 ms of wall-clock time into the file named by the
 /// first script argument and the thread's number (each wrk thread has a
@@ -176,13 +178,16 @@ impl Running {
     pub(crate) fn finish(self, clock: &Clock) -> Slice {
         let out = self.child.wait_with_output().expect("wrk output");
         let text = String::from_utf8_lossy(&out.stdout);
-        let (answered, failures) = parse(&text).unwrap_or_else(|| {
-            eprintln!(
-                "demo: cannot read wrk's summary:\n{text}{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            (0, vec![("wrk gave no summary", 1)])
-        });
+        let (answered, failures) = match Summary::parse(&text) {
+            Some(s) => (s.answered(), s.failures().to_vec()),
+            None => {
+                eprintln!(
+                    "demo: cannot read wrk's summary:\n{text}{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                (0, vec![("wrk gave no summary", 1)])
+            }
+        };
         let mut per_10ms = Vec::new();
         if let Some(counts) = &self.counts {
             for t in 0..self.threads {
@@ -213,41 +218,6 @@ impl Running {
     }
 }
 
-/// (answered requests, failures by kind) from wrk's summary:
-///
-/// ```text
-///   123456 requests in 2.00s, 15.00MB read
-///   Socket errors: connect 0, read 4, write 0, timeout 0
-///   Non-2xx or 3xx responses: 3
-/// ```
-fn parse(text: &str) -> Option<(u64, Vec<(&'static str, u64)>)> {
-    let requests = text
-        .lines()
-        .find(|l| l.contains(" requests in "))?
-        .split_whitespace()
-        .next()?
-        .parse::<u64>()
-        .ok()?;
-    let mut failures = Vec::new();
-    if let Some(line) = text.lines().find(|l| l.contains("Socket errors:")) {
-        for (kind, key) in [
-            ("wrk connect", "connect "),
-            ("wrk read", "read "),
-            ("wrk write", "write "),
-            ("wrk timeout", "timeout "),
-        ] {
-            failures.push((kind, number_after(line, key).unwrap_or(0.0) as u64));
-        }
-    }
-    let non2xx = text
-        .lines()
-        .find_map(|l| number_after(l, "Non-2xx or 3xx responses:"))
-        .unwrap_or(0.0) as u64;
-    failures.push(("wrk non-2xx", non2xx));
-    // wrk counts an answer with another status among its requests.
-    Some((requests.saturating_sub(non2xx), failures))
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -255,24 +225,5 @@ mod tests {
         assert_eq!(super::count_answers("178000001 12\n178000002 30\n"), 42);
         assert_eq!(super::count_answers("178000001 12\n1780000"), 12);
         assert_eq!(super::count_answers(""), 0);
-    }
-
-    #[test]
-    fn summary() {
-        let text = "Running 2s test @ http://127.0.0.1:1/\n  1 threads and 4 connections\n  \
-                    123456 requests in 2.00s, 15.00MB read\n  Socket errors: connect 0, read 4, write 1, timeout 2\n  \
-                    Non-2xx or 3xx responses: 3\nRequests/sec:  61728.00\n";
-        let (answered, failures) = super::parse(text).unwrap();
-        assert_eq!(answered, 123453);
-        let get = |k| failures.iter().find(|(n, _)| *n == k).unwrap().1;
-        assert_eq!(
-            (
-                get("wrk read"),
-                get("wrk write"),
-                get("wrk timeout"),
-                get("wrk non-2xx")
-            ),
-            (4, 1, 2, 3)
-        );
     }
 }

@@ -1,21 +1,31 @@
-//! A minimal HTTP/1.1 response reader, shared by the tests and the
-//! benchmark (which includes this file).
+//! A minimal HTTP/1.1 response reader for the servers the tests and the
+//! benchmark run, which name the pid that answered in their body.
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpStream;
 
 /// What one response said.
-pub(crate) struct Response {
-    pub(crate) status: u16,
+pub struct Response {
+    /// The status code; 0 when the status line has none.
+    pub status: u16,
     /// From the body, `Server pid: N` (the examples) or `pid N` (testd);
     /// 0 when there is none.
-    pub(crate) pid: u32,
+    pub pid: u32,
     /// `Connection: close`: the server closes after this response.
-    pub(crate) close: bool,
+    pub close: bool,
 }
 
 /// Reads one response from a (possibly keep-alive) connection.
-pub(crate) fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+///
+/// ```no_run
+/// use std::io::{BufReader, Write};
+/// let mut s = std::net::TcpStream::connect("127.0.0.1:8080")?;
+/// s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")?;
+/// let r = seamless_loadkit::http1::read_response(&mut BufReader::new(s))?;
+/// println!("{} from pid {}", r.status, r.pid);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
