@@ -422,7 +422,7 @@ fn install(daemon: Daemon) -> &'static Daemon {
 
 fn wake_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .map_err(|e| Error::Thread(e.into()))
+        .map_err(|e| Error::WakePipe(e.into()))
 }
 
 fn open_pid_file(config: &Config) -> Option<PidFile> {
