@@ -359,7 +359,9 @@ pub(crate) fn start_daemon(
         // The launcher died before we got here (say, a SIGKILL during
         // start-up). Becoming a launcher ourselves would fork a grandchild
         // nobody supervises; the supervisor is already starting a new one.
-        return Err(Error::LauncherGone { launcher });
+        return Err(Error::LauncherGone {
+            launcher: launcher as u32, // a pid: positive
+        });
     }
     let channel = match end {
         ChannelEnd::Inherited(fd) => {

@@ -44,7 +44,7 @@ pub enum Error {
     /// this far; it must not turn into a launcher itself.
     LauncherGone {
         /// The launcher's pid, as passed to the daemon.
-        launcher: i32,
+        launcher: u32,
     },
     /// The daemon's end of the control channel to its launcher is unusable.
     ControlChannel(io::Error),
