@@ -27,6 +27,8 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use seamless::admin::Pid;
+
 /// Process names of the supervisors `seamless` knows, besides systemd
 /// (known by the unit's `INVOCATION_ID`, see [`judge`]).
 const SUPERVISORS: [&str; 4] = ["runsv", "supervise", "s6-supervise", "supervisord"];
@@ -126,7 +128,7 @@ pub(crate) fn judge(parent: Parent, in_unit: bool) -> Starter {
 }
 
 /// Who starts the next launcher of `launcher` (see [`judge`]).
-pub(crate) fn starter_of(launcher: i32) -> io::Result<Starter> {
+pub(crate) fn starter_of(launcher: Pid) -> io::Result<Starter> {
     let stat = std::fs::read_to_string(format!("/proc/{launcher}/stat"))?;
     let parent = field(&stat, 1)
         .ok_or_else(|| io::Error::other(format!("/proc/{launcher}/stat: no parent")))?;
@@ -167,7 +169,7 @@ pub(crate) struct Recipe {
 }
 
 /// Reads the recipe of `launcher` from `/proc` (it must still run).
-pub(crate) fn recipe(launcher: i32) -> io::Result<Recipe> {
+pub(crate) fn recipe(launcher: Pid) -> io::Result<Recipe> {
     let proc = PathBuf::from(format!("/proc/{launcher}"));
     let exe = std::fs::read_link(proc.join("exe"))?;
     // A binary replaced on disk shows as "<path> (deleted)": the new one is
@@ -268,7 +270,7 @@ mod tests {
 
     #[test]
     fn our_own_recipe_is_read_from_proc() {
-        let me = std::process::id() as i32;
+        let me = Pid::from(std::process::id());
         let recipe = recipe(me).unwrap();
         assert_eq!(
             recipe.exe.canonicalize().unwrap(),

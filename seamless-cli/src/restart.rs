@@ -8,12 +8,12 @@
 //! run) is not asked for again: it is waited for, with the same verdict.
 
 use std::collections::BTreeSet;
-use std::io;
+use std::error::Error;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use seamless::admin::{self, Generation, Outcome, Role, Successor};
+use seamless::admin::{self, Generation, Outcome, Pid, Role, Successor};
 
 use crate::launch::{self, Nobody, Starter};
 use crate::status::{describe, outcome};
@@ -32,7 +32,11 @@ pub(crate) fn run(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> u
     }
 }
 
-fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Result<u8> {
+/// What can end a restart early: the tool's own I/O (`/proc`, starting a
+/// launcher) or [`admin::Error`]; said as it is.
+type Result<T> = std::result::Result<T, Box<dyn Error>>;
+
+fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> Result<u8> {
     let all = admin::generations(pid_file)?;
     if all.is_empty() {
         eprintln!(
@@ -77,7 +81,7 @@ fn restart(pid_file: &Path, timeout: Option<Duration>, spawn: Spawn) -> io::Resu
     if let Some(recipe) = recipe {
         // Stage 1 first: the next generation must find the endpoint to
         // take the listeners from.
-        let old = watch.old.as_ref().map_or(0, |g| g.pid);
+        let old = watch.old.as_ref().map_or(Pid::from(0), |g| g.pid);
         while !matches!(admin::generation(pid_file, old)?,
             Some(g) if !matches!(g.role, Role::Serving | Role::Probation))
         {
@@ -111,7 +115,7 @@ enum Next {
 
 /// Says who starts the next launcher of generation `old`; `None` when
 /// `--spawn auto` cannot tell (and says so, and what to pass instead).
-fn who_starts(old: i32, launcher: i32, spawn: Spawn) -> Option<Next> {
+fn who_starts(old: Pid, launcher: Pid, spawn: Spawn) -> Option<Next> {
     let starter = launch::starter_of(launcher);
     let restarting = format!("restarting generation {old}");
     match (spawn, starter) {
@@ -162,7 +166,7 @@ fn who_starts(old: i32, launcher: i32, spawn: Spawn) -> Option<Next> {
 }
 
 /// The `--spawn auto` refusal: who starts the next launcher is unknown.
-fn refuse(old: i32, why: &str, parent: &str) {
+fn refuse(old: Pid, why: &str, parent: &str) {
     eprintln!(
         "seamless restart: generation {old}: {why}: it may start the next launcher, or not; \
          nothing was changed\n  \
@@ -176,7 +180,7 @@ fn refuse(old: i32, why: &str, parent: &str) {
 /// successors a supervisor keeps starting. Asking for another would be
 /// refused, and nothing needs asking: wait for a generation to call
 /// `started()`, as after a request.
-fn under_way(pid_file: &Path, all: &[Generation], timeout: Option<Duration>) -> io::Result<u8> {
+fn under_way(pid_file: &Path, all: &[Generation], timeout: Option<Duration>) -> Result<u8> {
     // The one a new generation takes over from: the latest detached one,
     // else the latest that drains.
     let latest = |role: Role| {
@@ -213,15 +217,15 @@ struct Watch<'a> {
     old: Option<Generation>,
     /// The pids of the generations and of the old one's successors when
     /// the wait began: what is not among them started since.
-    known: BTreeSet<i32>,
+    known: BTreeSet<Pid>,
     begun: Instant,
     timeout: Duration,
     /// The launcher this tool started, if it did.
     child: Option<Child>,
     /// Successors known to have failed a probation when the wait began.
-    failed_before: BTreeSet<i32>,
+    failed_before: BTreeSet<Pid>,
     /// A new generation seen on probation, and its probation's length.
-    on_probation: Option<(i32, Duration)>,
+    on_probation: Option<(Pid, Duration)>,
 }
 
 impl<'a> Watch<'a> {
@@ -232,7 +236,7 @@ impl<'a> Watch<'a> {
         begun: Instant,
         timeout: Duration,
     ) -> Watch<'a> {
-        let mut known: BTreeSet<i32> = all.iter().map(|g| g.pid).collect();
+        let mut known: BTreeSet<Pid> = all.iter().map(|g| g.pid).collect();
         known.extend(old.iter().flat_map(|g| g.successors.iter().map(|s| s.pid)));
         let failed_before = probation_failures(all).map(|(_, s)| s.pid).collect();
         Watch {
@@ -247,13 +251,13 @@ impl<'a> Watch<'a> {
         }
     }
 
-    fn old_pid(&self) -> Option<i32> {
+    fn old_pid(&self) -> Option<Pid> {
         self.old.as_ref().map(|g| g.pid)
     }
 
     /// Exit status 0 with `OLD -> NEW in T` (and `(probation P passed)`),
     /// or 1 with what happened.
-    fn verdict(mut self) -> io::Result<u8> {
+    fn verdict(mut self) -> Result<u8> {
         let mut deadline = self.begun + self.timeout;
         // The old generation's last word: it may be gone by the verdict.
         let mut last_seen = None;

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use seamless::admin::{self, Generation, Outcome, Role, Successor};
+use seamless::admin::{self, Generation, Outcome, Pid, Role, Successor};
 use serde_json::{json, Value};
 
 use crate::time::{format_duration, format_time, unix_ms};
@@ -87,8 +87,8 @@ pub(crate) fn describe(g: &Generation) -> String {
         out += &format!(", launcher {launcher}");
     }
     out += "\n";
-    for l in &g.listeners {
-        out += &format!("  listener {:?}: {}\n", l.name, l.address);
+    for socket in &g.sockets {
+        out += &format!("  listener {:?}: {}\n", socket.name, socket.address);
     }
     for s in &g.successors {
         let mut line = outcome(s);
@@ -110,7 +110,8 @@ pub(crate) fn outcome(s: &Successor) -> String {
         }
         Outcome::Exited(code) => format!("status {code}"),
         Outcome::Killed(signal) => format!("signal {signal}"),
-        Outcome::Gone => String::new(),
+        // `Gone`, and what a later version may add.
+        _ => String::new(),
     };
     match (s.into_probation, how.is_empty()) {
         (Some(into), false) => {
@@ -128,7 +129,7 @@ pub(crate) fn outcome(s: &Successor) -> String {
 fn to_json(g: &Generation) -> Value {
     let time = |t: Option<SystemTime>| t.map(format_time);
     json!({
-        "pid": g.pid,
+        "pid": g.pid.as_u32(),
         "role": g.role.to_string(),
         "serves": serves(g),
         "since": time(g.since),
@@ -136,9 +137,9 @@ fn to_json(g: &Generation) -> Value {
         "until": time(g.until),
         "until_unix_ms": g.until.map(unix_ms),
         "left_ms": g.until.and_then(left).map(|d| d.as_millis() as u64),
-        "launcher": g.launcher,
+        "launcher": g.launcher.map(Pid::as_u32),
         "handover_timeout": format_duration(g.handover_timeout),
-        "listeners": g.listeners.iter().map(|l| json!({"name": l.name, "address": l.address})).collect::<Vec<_>>(),
+        "listeners": g.sockets.iter().map(|s| json!({"name": s.name, "address": s.address})).collect::<Vec<_>>(),
         "successors": g.successors.iter().map(|s| {
             let (state, status, signal, until) = match s.outcome {
                 Outcome::Running => ("running", None, None, None),
@@ -148,7 +149,7 @@ fn to_json(g: &Generation) -> Value {
                 _ => ("gone", None, None, None),
             };
             json!({
-                "pid": s.pid,
+                "pid": s.pid.as_u32(),
                 "state": state,
                 "status": status,
                 "signal": signal,
@@ -163,35 +164,23 @@ fn to_json(g: &Generation) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seamless::admin::{Listener, Successor};
     use std::time::{Duration, UNIX_EPOCH};
 
     fn detached() -> Generation {
-        Generation {
-            pid: 42,
-            role: Role::Detached,
-            since: Some(UNIX_EPOCH + Duration::from_secs(1)),
-            until: Some(UNIX_EPOCH + Duration::from_secs(4)),
-            launcher: None,
-            handover_timeout: Duration::from_secs(3),
-            probation: None,
-            listeners: vec![Listener {
-                name: "web".into(),
-                address: "tcp 127.0.0.1:80".into(),
-            }],
-            successors: vec![
-                Successor {
-                    pid: 43,
-                    outcome: Outcome::Exited(3),
-                    into_probation: None,
-                },
-                Successor {
-                    pid: 44,
-                    outcome: Outcome::Exited(101),
-                    into_probation: Some(Duration::from_millis(1230)),
-                },
+        seamless::__private::generation(
+            42,
+            Role::Detached,
+            Some(UNIX_EPOCH + Duration::from_secs(1)),
+            Some(UNIX_EPOCH + Duration::from_secs(4)),
+            None,
+            Duration::from_secs(3),
+            None,
+            vec![("web".into(), "tcp 127.0.0.1:80".into())],
+            vec![
+                (43, Outcome::Exited(3), None),
+                (44, Outcome::Exited(101), Some(Duration::from_millis(1230))),
             ],
-        }
+        )
     }
 
     #[test]

@@ -91,14 +91,37 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
 
+    /// The shared table: `(text, Some(ms))` or `(text, None)` for a
+    /// duration that must be refused.
+    fn cases() -> Vec<(&'static str, Option<u64>)> {
+        const TABLE: &str = include_str!("../../seamless-macros/tests/duration_cases.txt");
+        let cases: Vec<_> = TABLE
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (text, want) = line[1..].split_once('"').expect("a quoted text");
+                let want = want.trim();
+                let want = (want != "error").then(|| want.parse().expect("ms or `error`"));
+                (text, want)
+            })
+            .collect();
+        assert!(cases.len() > 30, "the table is read whole");
+        cases
+    }
+
     #[test]
-    fn durations_read_and_write_as_the_attribute_does() {
-        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
-        assert_eq!(parse_duration("1500ms"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
-        for bad in ["", "10", "s", "10x", "-1s", "0s", "0ms", "0m0s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
+    fn durations_read_as_the_attribute_reads_them() {
+        for (text, want) in cases() {
+            assert_eq!(
+                parse_duration(text).ok(),
+                want.map(Duration::from_millis),
+                "{text:?}"
+            );
         }
+    }
+
+    #[test]
+    fn durations_are_written_as_the_attribute_reads_them() {
         assert_eq!(format_duration(Duration::from_secs(10)), "10s");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }

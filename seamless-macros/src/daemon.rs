@@ -30,10 +30,18 @@ const SIGNALS: &[&str] = &[
     "PWR",
 ];
 
+/// What `pid_file = ...` says.
+enum PidFile {
+    /// Any expression that converts into `PidFilePath`.
+    Expr(Expr),
+    /// `None`, written as such: seamless is disabled.
+    Disabled,
+}
+
 /// The arguments, each with the span of its key.
 #[derive(Default)]
 struct Args {
-    pid_file: Option<(Expr, Span)>,
+    pid_file: Option<(PidFile, Span)>,
     prepare_timeout: Option<(u64, Span)>,
     handover_timeout: Option<(u64, Span)>,
     shutdown_timeout: Option<(u64, Span)>,
@@ -63,6 +71,26 @@ fn duration_value(value: &Expr, errors: &mut Errors) -> Option<u64> {
             None
         }
     }
+}
+
+/// `None`, or an expression; an empty string literal is refused, as
+/// `Builder::try_start` refuses an empty path at run time.
+fn pid_file_value(value: Expr, errors: &mut Errors) -> Option<PidFile> {
+    if let Expr::Path(p) = &value {
+        if p.qself.is_none() && p.path.is_ident("None") {
+            return Some(PidFile::Disabled);
+        }
+    }
+    if let Ok(lit) = args::string_literal(&value) {
+        if lit.value().is_empty() {
+            errors.at(
+                lit.span(),
+                "empty pid file path: write `pid_file = None` to run without seamless",
+            );
+            // Still given: the error above is the only one.
+        }
+    }
+    Some(PidFile::Expr(value))
 }
 
 /// `SIGUSR1`, `"SIGUSR1"` or `"USR1"`: the name without `SIG`.
@@ -163,7 +191,7 @@ fn parse_args(tokens: TokenStream, args: &mut Args, errors: &mut Errors) -> bool
             }};
         }
         match name.as_str() {
-            "pid_file" => set!(args.pid_file, Some(value)),
+            "pid_file" => set!(args.pid_file, pid_file_value(value, errors)),
             "prepare_timeout" => set!(args.prepare_timeout, duration_value(&value, errors)),
             "handover_timeout" => set!(args.handover_timeout, duration_value(&value, errors)),
             "shutdown_timeout" => set!(args.shutdown_timeout, duration_value(&value, errors)),
@@ -268,7 +296,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     check_signature(&f, &mut errors);
     if complete && parsed.pid_file.is_none() {
         let message = "missing argument `pid_file`: write `pid_file = \"/run/app.pid\"` \
-                       (an empty path or `None` disables seamless)";
+                       (`pid_file = None` disables seamless)";
         if args.is_empty() {
             errors.at(Span::call_site(), message);
         } else {
@@ -285,6 +313,10 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         .map(|(p, _)| p)
         .unwrap_or_else(args::default_crate);
     let (pid_file, pid_span) = parsed.pid_file.expect("checked above");
+    let pid_file = match pid_file {
+        PidFile::Expr(expr) => quote!(#expr),
+        PidFile::Disabled => quote_spanned!(pid_span=> #krate::PidFilePath::Disabled),
+    };
     let mut builder = quote_spanned!(pid_span=> #krate::__private::builder(#pid_file));
     let timeouts = [
         ("prepare_timeout", parsed.prepare_timeout),
@@ -408,11 +440,32 @@ mod tests {
     }
 
     #[test]
+    fn none_disables_and_an_empty_path_is_refused() {
+        let got = expand(
+            quote!(pid_file = None),
+            quote!(
+                fn main() {}
+            ),
+        );
+        assert!(
+            got.contains(":: seamless :: PidFilePath :: Disabled"),
+            "{got}"
+        );
+        let got = expand(
+            quote!(pid_file = ""),
+            quote!(
+                fn main() {}
+            ),
+        );
+        assert!(got.contains("empty pid file path"), "{got}");
+    }
+
+    #[test]
     fn errors_keep_the_item() {
         let item = quote!(
             fn serve() {}
         );
-        let got = expand(quote!(pid_file = "", colour = 1), item.clone());
+        let got = expand(quote!(pid_file = None, colour = 1), item.clone());
         assert!(got.starts_with(&item.to_string()), "{got}");
         assert!(got.contains("unknown argument `colour`"), "{got}");
         assert!(got.contains("can only be used on `fn main`"), "{got}");
@@ -421,7 +474,7 @@ mod tests {
     #[test]
     fn async_main_needs_a_runtime_attribute() {
         let got = expand(
-            quote!(pid_file = ""),
+            quote!(pid_file = None),
             quote!(
                 #[doc = "x"]
                 #[allow(unused)]

@@ -52,33 +52,42 @@ pub(crate) fn parse(text: &str) -> Result<u64, String> {
 mod tests {
     use super::parse;
 
-    #[test]
-    fn accepted_forms() {
-        assert_eq!(parse("1500ms"), Ok(1500));
-        assert_eq!(parse("30s"), Ok(30_000));
-        assert_eq!(parse("2m"), Ok(120_000));
-        assert_eq!(parse("1h"), Ok(3_600_000));
-        assert_eq!(parse("1m30s"), Ok(90_000));
-        assert_eq!(parse("1s500ms"), Ok(1500));
+    /// The shared table: `(text, Some(ms))` or `(text, None)` for a
+    /// duration that must be refused.
+    fn cases() -> Vec<(&'static str, Option<u64>)> {
+        const TABLE: &str = include_str!("../tests/duration_cases.txt");
+        let cases: Vec<_> = TABLE
+            .lines()
+            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (text, want) = line[1..].split_once('"').expect("a quoted text");
+                let want = want.trim();
+                let want = (want != "error").then(|| want.parse().expect("ms or `error`"));
+                (text, want)
+            })
+            .collect();
+        assert!(cases.len() > 30, "the table is read whole");
+        cases
     }
 
     #[test]
-    fn rejected_forms() {
-        for bad in [
-            "",
-            "10",
-            "s",
-            "10 s",
-            "1.5s",
-            "10sec",
-            "-1s",
-            "0s",
-            "0ms",
-            "99999999999999999999s",
-            "6000000000000h",
-            "1d",
-        ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+    fn every_case_of_the_shared_table() {
+        for (text, want) in cases() {
+            assert_eq!(parse(text).ok(), want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        assert!(parse("10")
+            .unwrap_err()
+            .starts_with("missing unit after 10"));
+        assert!(parse("10sec")
+            .unwrap_err()
+            .starts_with("unknown unit \"sec\""));
+        assert_eq!(
+            parse("0s").unwrap_err(),
+            "a duration must be longer than zero"
+        );
     }
 }

@@ -144,10 +144,10 @@ where
     }
 }
 
-/// An axum listener as a [`crate::hyper::Listener`].
+/// An axum listener as a [`crate::hyper::AsyncAccept`].
 struct AxumListener<L>(L);
 
-impl<L: ::axum::serve::Listener> crate::hyper::Listener for AxumListener<L> {
+impl<L: ::axum::serve::Listener> crate::hyper::AsyncAccept for AxumListener<L> {
     type Io = L::Io;
 
     async fn accept(&mut self) -> io::Result<L::Io> {

@@ -114,7 +114,7 @@ impl Builder {
     /// # drop(session);
     /// ```
     pub fn parent_signal(mut self, signal: Signal) -> Builder {
-        self.config.parent_signal = Some(signal);
+        self.config.parent_signal = Some(signal.to_nix());
         self
     }
 
@@ -156,8 +156,8 @@ impl Builder {
     }
 
     /// [`start`](Builder::start), returning a start-up error instead of
-    /// exiting: the pid file's location is unusable (with
-    /// [`OnPidFileError::Exit`]), the daemon cannot be started, or this
+    /// exiting: the pid file's path is empty, its location is unusable
+    /// (with [`OnPidFileError::Exit`]), the daemon cannot be started, or this
     /// daemon's launcher is already gone (it must not become a launcher
     /// itself). See [`Error`].
     ///
@@ -176,6 +176,15 @@ impl Builder {
     /// If called more than once in a process.
     pub fn try_start(self) -> Result<Session, Error> {
         let mut config = self.config;
+        if config
+            .pid_file
+            .as_ref()
+            .is_some_and(|path| path.as_os_str().is_empty())
+        {
+            // Before the launcher split, in every process: an executed
+            // daemon refuses it as its launcher did.
+            return Err(Error::EmptyPidFilePath);
+        }
         // Relative to the directory the process started in, whatever the
         // program does with its working directory later.
         if let Some(path) = config.pid_file.take() {
@@ -212,5 +221,21 @@ impl Builder {
         // becomes a launcher itself.
         let forked = launcher::run(&config, self.child_launch)?;
         daemon::start_daemon(config, forked.launcher, ChannelEnd::Forked(forked.channel))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_pid_file_path_is_refused_before_anything_is_done() {
+        for empty in [
+            PidFilePath::from(""),
+            PidFilePath::from(Some(String::new())),
+        ] {
+            let refused = Builder::new(empty).try_start();
+            assert!(matches!(refused, Err(Error::EmptyPidFilePath)));
+        }
     }
 }

@@ -24,6 +24,9 @@ use std::path::PathBuf;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
+    /// The pid file's path is empty. To run without seamless, pass
+    /// [`PidFilePath::Disabled`](crate::PidFilePath::Disabled) (or `None`).
+    EmptyPidFilePath,
     /// The pid file's location cannot be used (missing directory, no
     /// permission, read-only file system), and
     /// [`OnPidFileError::Exit`](crate::OnPidFileError::Exit) is in force.
@@ -41,7 +44,7 @@ pub enum Error {
     /// this far; it must not turn into a launcher itself.
     LauncherGone {
         /// The launcher's pid, as passed to the daemon.
-        launcher: i32,
+        launcher: u32,
     },
     /// The daemon's end of the control channel to its launcher is unusable.
     ControlChannel(io::Error),
@@ -49,6 +52,11 @@ pub enum Error {
     Signals(io::Error),
     /// seamless's control thread could not be started.
     Thread(io::Error),
+    /// The pipe that wakes the control thread (when the program calls
+    /// [`started`](crate::started), or `seamless restart` asks for a
+    /// restart) could not be made (the process is out of file
+    /// descriptors).
+    WakePipe(io::Error),
     /// The fd that [`Shutdown`](crate::Shutdown) makes readable could not
     /// be made (the process is out of file descriptors).
     ShutdownFd(io::Error),
@@ -57,6 +65,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Error::EmptyPidFilePath => f.write_str(
+                "the pid file's path is empty; to run without seamless, pass PidFilePath::Disabled (or None)",
+            ),
             Error::PidFile { path, what, source } => {
                 write!(f, "pid file {}: {what}: {source}", path.display())
             }
@@ -69,6 +80,7 @@ impl fmt::Display for Error {
             }
             Error::Signals(e) => write!(f, "cannot install signal handlers: {e}"),
             Error::Thread(e) => write!(f, "cannot start the seamless control thread: {e}"),
+            Error::WakePipe(e) => write!(f, "cannot make the control thread's wake-up pipe: {e}"),
             Error::ShutdownFd(e) => write!(f, "cannot make the shutdown's fd: {e}"),
         }
     }
@@ -82,8 +94,9 @@ impl std::error::Error for Error {
             | Error::ControlChannel(e)
             | Error::Signals(e)
             | Error::Thread(e)
+            | Error::WakePipe(e)
             | Error::ShutdownFd(e) => Some(e),
-            Error::LauncherGone { .. } => None,
+            Error::EmptyPidFilePath | Error::LauncherGone { .. } => None,
         }
     }
 }
@@ -109,5 +122,8 @@ mod tests {
             "launcher 42 is gone before its daemon started"
         );
         assert!(std::error::Error::source(&gone).is_none());
+        assert!(Error::EmptyPidFilePath
+            .to_string()
+            .contains("pass PidFilePath::Disabled (or None)"));
     }
 }

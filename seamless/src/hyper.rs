@@ -79,7 +79,7 @@ use ::hyper::{Request, Response};
 
 use crate::serve::{self, Options, ServeFuture, Signal};
 
-pub use crate::serve::{Listener, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
+pub use crate::serve::{AsyncAccept, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
 
 /// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown())
 /// fires, then drains (see the [module documentation](self)). Await the
@@ -198,7 +198,7 @@ impl<L, S> std::fmt::Debug for Serve<L, S> {
 
 impl<L, S, B> IntoFuture for Serve<L, S>
 where
-    L: Listener,
+    L: AsyncAccept,
     S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>>
         + Clone
         + Send

@@ -139,7 +139,9 @@ pub use seamless_macros::on_child_launch;
 pub use seamless_macros::on_shutdown;
 /// Runs the marked function at stage 1, when a restart was requested.
 pub use seamless_macros::on_shutdown_request;
-pub use shutdown::{shutdown, wait, Shutdown};
+#[allow(deprecated)]
+pub use shutdown::wait;
+pub use shutdown::{shutdown, wait_for_shutdown_handlers, Shutdown};
 
 #[doc(hidden)]
 pub mod __private;

@@ -32,6 +32,7 @@ const TAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// State received from the previous generation.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct State {
     /// The bytes offered.
     pub bytes: Vec<u8>,

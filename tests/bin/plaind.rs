@@ -2,7 +2,7 @@
 //! file's location is unusable (`on_pid_file_error = "run_plain"`).
 
 #[seamless::daemon(
-    pid_file = std::env::var("TESTD_PID_FILE").ok(),
+    pid_file = std::env::var("TESTD_PID_FILE").ok().filter(|p| !p.is_empty()),
     on_pid_file_error = "run_plain",
 )]
 fn main() {

@@ -16,8 +16,10 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3600));
         });
     }
-    // An empty path disables seamless.
-    let pid_file = std::env::var("TESTD_PID_FILE").unwrap_or_default();
+    // Unset or empty: seamless disabled.
+    let pid_file = std::env::var("TESTD_PID_FILE")
+        .ok()
+        .filter(|p| !p.is_empty());
     let session = seamless::Builder::new(pid_file).start();
     seamless::started();
     if std::env::var_os("SPLITD_EXIT").is_some() {

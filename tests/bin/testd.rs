@@ -117,7 +117,7 @@ fn child_launched() {
 }
 
 #[seamless::daemon(
-    pid_file = std::env::var("TESTD_PID_FILE").ok(),
+    pid_file = std::env::var("TESTD_PID_FILE").ok().filter(|p| !p.is_empty()),
     prepare_timeout = "3s",
     handover_timeout = "3s",
     shutdown_timeout = "8s",

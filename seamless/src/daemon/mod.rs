@@ -134,7 +134,9 @@ pub(crate) fn start_daemon(
         // The launcher died before we got here (say, a SIGKILL during
         // start-up). Becoming a launcher ourselves would fork a grandchild
         // nobody supervises; the supervisor is already starting a new one.
-        return Err(Error::LauncherGone { launcher });
+        return Err(Error::LauncherGone {
+            launcher: launcher as u32, // a pid: positive
+        });
     }
     let channel = match end {
         ChannelEnd::Inherited(fd) => {
@@ -197,7 +199,7 @@ fn install(daemon: Daemon) -> &'static Daemon {
 
 fn wake_pipe() -> Result<(OwnedFd, OwnedFd), Error> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
-        .map_err(|e| Error::Thread(e.into()))
+        .map_err(|e| Error::WakePipe(e.into()))
 }
 
 fn open_pid_file(config: &Config) -> Option<PidFile> {

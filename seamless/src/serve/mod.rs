@@ -20,7 +20,7 @@
 //!    connection once it is written. A connection with no request in
 //!    flight and no byte received for `idle_linger` is then closed, unless
 //!    its socket holds bytes not read yet (a busy runtime may not have
-//!    read a request that came in time: [`Listener::socket_of`]). A
+//!    read a request that came in time: [`AsyncAccept::socket_of`]). A
 //!    connection accepted but not read yet is one of these: the request it
 //!    was opened for gets `idle_linger` to arrive, is served, and the
 //!    connection closes after the answer.
@@ -134,7 +134,9 @@ impl Options {
     }
 }
 
-/// A source of connections for [`crate::hyper::serve`].
+/// A source of connections for [`crate::hyper::serve`], accepted
+/// asynchronously ([`crate::net::Accept`] is its blocking counterpart, for
+/// std's listeners and [`crate::net::accept`]).
 ///
 /// Implemented for tokio's `TcpListener` and `UnixListener`; turn what
 /// [`crate::net::tcp`] or [`crate::net::unix`] returns into those with
@@ -148,7 +150,7 @@ impl Options {
 /// # Ok(())
 /// # }
 /// ```
-pub trait Listener: Send + 'static {
+pub trait AsyncAccept: Send + 'static {
     /// A connection.
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
@@ -166,7 +168,7 @@ pub trait Listener: Send + 'static {
     }
 }
 
-impl Listener for tokio::net::TcpListener {
+impl AsyncAccept for tokio::net::TcpListener {
     type Io = tokio::net::TcpStream;
 
     async fn accept(&mut self) -> io::Result<Self::Io> {
@@ -178,7 +180,7 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
-impl Listener for tokio::net::UnixListener {
+impl AsyncAccept for tokio::net::UnixListener {
     type Io = tokio::net::UnixStream;
 
     async fn accept(&mut self) -> io::Result<Self::Io> {
@@ -224,7 +226,7 @@ pub(crate) async fn run<L, S, B>(
     mut signal: Signal,
 ) -> io::Result<()>
 where
-    L: Listener,
+    L: AsyncAccept,
     S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>>
         + Clone
         + Send

@@ -1,5 +1,5 @@
 #[seamless::daemon(
-    pid_file = std::env::var("NO_SUCH_VARIABLE_FOR_SEAMLESS").unwrap_or_default(),
+    pid_file = std::env::var("NO_SUCH_VARIABLE_FOR_SEAMLESS").ok(),
     prepare_timeout = "1m30s",
     handover_timeout = "1500ms",
     shutdown_timeout = "1h",

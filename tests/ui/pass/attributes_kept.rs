@@ -4,7 +4,7 @@
 // not be left unfulfilled on the generated `main`.
 
 /// The server.
-#[seamless::daemon(pid_file = "")]
+#[seamless::daemon(pid_file = None)]
 #[cfg(unix)]
 #[expect(unused_variables)]
 #[allow(clippy::let_unit_value)]

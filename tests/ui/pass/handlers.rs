@@ -15,7 +15,7 @@ mod inner {
     pub(crate) fn drain() {}
 }
 
-#[seamless::daemon(pid_file = "")]
+#[seamless::daemon(pid_file = None)]
 fn main() {
     seamless::on_shutdown(|| {});
 }

@@ -1,4 +1,4 @@
-#[seamless::daemon(pid_file = "")]
+#[seamless::daemon(pid_file = None)]
 fn main() {
     seamless::started();
 }

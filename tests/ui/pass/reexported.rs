@@ -7,7 +7,7 @@ mod facade {
 #[facade::on_shutdown(crate = crate::facade)]
 fn drain() {}
 
-#[facade::daemon(pid_file = "", crate = crate::facade)]
+#[facade::daemon(pid_file = None, crate = crate::facade)]
 fn main() {
     facade::started();
 }

@@ -1,4 +1,4 @@
-#[seamless::daemon(pid_file = "")]
+#[seamless::daemon(pid_file = None)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: u32 = "42".parse()?;
     if n != 42 {

@@ -1,2 +1,2 @@
-#[seamless::daemon(pid_file = "", parent_signal = USR2, crate = "seamless")]
+#[seamless::daemon(pid_file = None, parent_signal = USR2, crate = "seamless")]
 fn main() {}

@@ -1,5 +1,5 @@
 #[tokio::main(flavor = "current_thread")]
-#[seamless::daemon(pid_file = "")]
+#[seamless::daemon(pid_file = None)]
 async fn main() {
     tokio::task::yield_now().await;
 }
