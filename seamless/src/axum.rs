@@ -106,6 +106,41 @@ impl<L, S> Serve<L, S> {
         }
     }
 
+    /// See [`crate::hyper::Serve::tls`].
+    ///
+    /// ```no_run
+    /// # async fn f(listener: tokio::net::TcpListener, app: axum::Router,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// seamless::axum::serve(listener, app).tls(config).await
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls(self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        Serve {
+            inner: self.inner.tls(config),
+        }
+    }
+
+    /// See [`crate::hyper::Serve::tls_handshake_timeout`].
+    ///
+    /// ```no_run
+    /// # async fn f(listener: tokio::net::TcpListener, app: axum::Router,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// seamless::axum::serve(listener, app)
+    ///     .tls(config)
+    ///     .tls_handshake_timeout(std::time::Duration::from_secs(5))
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_handshake_timeout(self, timeout: Duration) -> Self {
+        Serve {
+            inner: self.inner.tls_handshake_timeout(timeout),
+        }
+    }
+
     /// See [`crate::hyper::Serve::with_graceful_shutdown`].
     ///
     /// ```no_run
@@ -139,8 +174,8 @@ where
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> ServeFuture {
-        let (listener, service, options, signal) = self.inner.into_parts();
-        Box::pin(serve::run(listener, service, options, signal))
+        let (listener, service, options, tls, signal) = self.inner.into_parts();
+        Box::pin(serve::run(listener, service, options, tls, signal))
     }
 }
 

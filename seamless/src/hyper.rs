@@ -77,8 +77,11 @@ use std::time::Duration;
 use ::hyper::body::{Body, Incoming};
 use ::hyper::{Request, Response};
 
-use crate::serve::{self, Options, ServeFuture, Signal};
+use crate::serve::{self, Options, ServeFuture, Signal, Tls};
 
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use crate::serve::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
 pub use crate::serve::{Listener, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
 
 /// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown)
@@ -102,6 +105,7 @@ pub fn serve<L, S>(listener: L, service: S) -> Serve<L, S> {
         listener,
         service,
         options: Options::default(),
+        tls: None,
         signal: None,
     }
 }
@@ -112,6 +116,7 @@ pub struct Serve<L, S> {
     listener: L,
     service: S,
     options: Options,
+    tls: Option<Tls>,
     signal: Option<Signal>,
 }
 
@@ -162,6 +167,48 @@ impl<L, S> Serve<L, S> {
         self
     }
 
+    /// Serves HTTPS: each connection's TLS handshake, with `config`, runs
+    /// in its own task (within
+    /// [`tls_handshake_timeout`](Serve::tls_handshake_timeout)), never in
+    /// the accept loop. A configuration without ALPN protocols gets `h2`
+    /// and `http/1.1`. The drain's rules hold on TLS connections, which
+    /// close with `close_notify` before the two-step close. For sessions
+    /// that resume across restarts, set `config.ticketer` to a
+    /// [`tls::Ticketer`](crate::tls::Ticketer).
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) {
+    /// let s = s.tls(config);
+    /// # drop(s);
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(Tls::new(config));
+        self
+    }
+
+    /// How long a client may take over its TLS handshake; past it, the
+    /// connection is closed. Default: [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
+    /// Call it after [`tls`](Serve::tls).
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>) {
+    /// let s = s.tls_handshake_timeout(std::time::Duration::from_secs(5));
+    /// # drop(s);
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(tls) = &mut self.tls {
+            tls.set_timeout(timeout);
+        }
+        self
+    }
+
     /// Starts the drain when `signal` completes instead of when
     /// [`seamless::shutdown()`](crate::shutdown) fires: for a server that
     /// must stop on something else, and for tests.
@@ -180,11 +227,11 @@ impl<L, S> Serve<L, S> {
         self
     }
 
-    pub(crate) fn into_parts(self) -> (L, S, Options, Signal) {
+    pub(crate) fn into_parts(self) -> (L, S, Options, Option<Tls>, Signal) {
         let signal = self
             .signal
             .unwrap_or_else(|| Box::pin(crate::shutdown::shutdown()));
-        (self.listener, self.service, self.options, signal)
+        (self.listener, self.service, self.options, self.tls, signal)
     }
 }
 
@@ -213,7 +260,7 @@ where
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> ServeFuture {
-        let (listener, service, options, signal) = self.into_parts();
-        Box::pin(serve::run(listener, service, options, signal))
+        let (listener, service, options, tls, signal) = self.into_parts();
+        Box::pin(serve::run(listener, service, options, tls, signal))
     }
 }

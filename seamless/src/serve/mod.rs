@@ -36,9 +36,23 @@
 //!    waits for them or fails their I/O when the shutdown begins.
 //! 6. **Bounded:** at the drain's deadline every connection left is closed
 //!    and the server returns.
+//!
+//! With TLS (`tls`, feature `rustls`) the handshake runs in the
+//! connection's task, and the rules apply unchanged over the TLS stream.
 
 mod service;
+#[cfg(feature = "rustls")]
+mod tls;
 mod track;
+
+#[cfg(feature = "rustls")]
+pub(crate) use tls::Tls;
+#[cfg(feature = "rustls")]
+pub use tls::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
+
+/// No TLS without the `rustls` feature: an `Option<Tls>` is always `None`.
+#[cfg(not(feature = "rustls"))]
+pub(crate) enum Tls {}
 
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
@@ -221,6 +235,7 @@ pub(crate) async fn run<L, S, B>(
     mut listener: L,
     service: S,
     options: Options,
+    tls: Option<Tls>,
     mut signal: Signal,
 ) -> io::Result<()>
 where
@@ -254,7 +269,15 @@ where
                 let track = shared.register(accepted_count);
                 accepted_count = accepted_count.wrapping_add(1);
                 let socket = L::socket_of(&io);
-                spawn_connection(io, socket, track, service.clone(), &builder, &shared);
+                spawn_connection(
+                    io,
+                    socket,
+                    track,
+                    service.clone(),
+                    &builder,
+                    &shared,
+                    tls.as_ref(),
+                );
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
@@ -301,6 +324,7 @@ fn spawn_connection<I, S, B>(
     service: S,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     shared: &Arc<Shared>,
+    tls: Option<&Tls>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -310,82 +334,121 @@ fn spawn_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let io = TokioIo::new(TrackedIo::new(io, track.clone(), shared.clone()));
     let service = DrainService::new(service, track.clone());
     let (builder, shared) = (builder.clone(), shared.clone());
-    tokio::spawn(async move {
-        let conn = builder.serve_connection_with_upgrades(io, service);
-        let mut conn = pin!(conn);
-        let idle_linger = shared.options.idle_linger;
-        // Whether this task saw the shutdown begin.
-        let mut draining = false;
-        // Whether hyper was told to close (graceful_shutdown).
-        let mut closing = false;
-        // The idle check: a timer and the activity count it started from.
-        let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
-        // The waker the drain has, compared here so that the common poll
-        // takes no lock.
-        let mut given: Option<Waker> = None;
-        let done = poll_fn(|cx| {
-            if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                track.set_waker(Side::Task, cx.waker());
-                given = Some(cx.waker().clone());
-            }
-            // Read after the waker is given: a phase stored after this
-            // read wakes the task again. A load of a line nobody writes
-            // until the drain.
-            let phase = shared.phase();
-            if phase >= Phase::Draining && !draining {
-                // Rule 2, before hyper polls the responses that read it.
-                track.begin_draining();
-                draining = true;
-            }
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            if phase == Phase::Cut {
-                // Rule 6: the deadline passed.
-                return Poll::Ready(None);
-            }
-            if closing || !draining {
-                return Poll::Pending;
-            }
-            if track.is_h2() {
-                // Rule 3: GOAWAY now; streams in flight finish.
+    match tls {
+        None => {
+            let io = TrackedIo::new(io, track.clone(), shared.clone());
+            tokio::spawn(drive(io, socket, track, service, builder, shared));
+        }
+        #[cfg(feature = "rustls")]
+        Some(tls) => {
+            // The handshake runs here, in the connection's own task: a
+            // slow client delays nobody else's.
+            let (tls, pending) = (
+                tls.clone(),
+                track::Pending::new(track.clone(), shared.clone()),
+            );
+            tokio::spawn(async move {
+                if let Some(io) = tls.handshake(io, pending).await {
+                    drive(io, socket, track, service, builder, shared).await;
+                }
+            });
+        }
+        #[cfg(not(feature = "rustls"))]
+        Some(never) => match *never {},
+    }
+}
+
+/// Serves one connection by the drain's rules, until it closes.
+async fn drive<I, S, B>(
+    io: TrackedIo<I>,
+    socket: Option<RawFd>,
+    track: Arc<Track>,
+    service: DrainService<S>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let io = TokioIo::new(io);
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let mut conn = pin!(conn);
+    let idle_linger = shared.options.idle_linger;
+    // Whether this task saw the shutdown begin.
+    let mut draining = false;
+    // Whether hyper was told to close (graceful_shutdown).
+    let mut closing = false;
+    // The idle check: a timer and the activity count it started from.
+    let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
+    // The waker the drain has, compared here so that the common poll
+    // takes no lock.
+    let mut given: Option<Waker> = None;
+    let done = poll_fn(|cx| {
+        if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            track.set_waker(Side::Task, cx.waker());
+            given = Some(cx.waker().clone());
+        }
+        // Read after the waker is given: a phase stored after this
+        // read wakes the task again. A load of a line nobody writes
+        // until the drain.
+        let phase = shared.phase();
+        if phase >= Phase::Draining && !draining {
+            // Rule 2, before hyper polls the responses that read it.
+            track.begin_draining();
+            draining = true;
+        }
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        if phase == Phase::Cut {
+            // Rule 6: the deadline passed.
+            return Poll::Ready(None);
+        }
+        if closing || !draining {
+            return Poll::Pending;
+        }
+        if track.is_h2() {
+            // Rule 3: GOAWAY now; streams in flight finish.
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // Rule 2: responses carry `Connection: close` (see `service`);
+        // a connection idle for a whole linger is closed.
+        let (timer, seen) = linger.get_or_insert_with(|| {
+            let timer = Box::pin(tokio::time::sleep(idle_linger));
+            (timer, track.activity())
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            let now = track.activity();
+            // A request in the kernel's buffer that hyper has not read
+            // yet (the runtime is behind) is activity too.
+            let unread = socket.is_some_and(unread_input);
+            if track.in_flight() == 0 && now == *seen && !unread {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            // Rule 2: responses carry `Connection: close` (see `service`);
-            // a connection idle for a whole linger is closed.
-            let (timer, seen) = linger.get_or_insert_with(|| {
-                let timer = Box::pin(tokio::time::sleep(idle_linger));
-                (timer, track.activity())
-            });
-            while timer.as_mut().poll(cx).is_ready() {
-                let now = track.activity();
-                // A request in the kernel's buffer that hyper has not read
-                // yet (the runtime is behind) is activity too.
-                let unread = socket.is_some_and(unread_input);
-                if track.in_flight() == 0 && now == *seen && !unread {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                *seen = now;
-                timer.as_mut().reset(Instant::now() + idle_linger);
-            }
-            Poll::Pending
-        })
-        .await;
-        match done {
-            Some(Ok(())) => shared.connection_ended(&track),
-            Some(Err(e)) => report::debug!("connection: {e}"),
-            None => report::debug!("connection closed at the drain deadline"),
+            *seen = now;
+            timer.as_mut().reset(Instant::now() + idle_linger);
         }
-    });
+        Poll::Pending
+    })
+    .await;
+    match done {
+        Some(Ok(())) => shared.connection_ended(&track),
+        Some(Err(e)) => report::debug!("connection: {e}"),
+        None => report::debug!("connection closed at the drain deadline"),
+    }
 }
 
 #[cfg(test)]

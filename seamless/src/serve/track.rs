@@ -389,6 +389,53 @@ impl<I> Drop for TrackedIo<I> {
     }
 }
 
+/// A connection registered at its accept whose I/O is not ready yet (its
+/// TLS handshake is under way in its own task): the drain counts it and
+/// can cut it. Dropped without becoming a [`TrackedIo`] (the handshake
+/// failed), it is unregistered.
+#[cfg(feature = "rustls")]
+pub(crate) struct Pending(Option<(Arc<Track>, Arc<Shared>)>);
+
+#[cfg(feature = "rustls")]
+impl Pending {
+    pub(crate) fn new(track: Arc<Track>, shared: Arc<Shared>) -> Pending {
+        Pending(Some((track, shared)))
+    }
+
+    pub(crate) fn track(&self) -> Option<&Arc<Track>> {
+        self.0.as_ref().map(|(track, _)| track)
+    }
+
+    /// Whether the drain's deadline passed; `track`'s task is woken when
+    /// it does.
+    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((track, shared)) = &self.0 else {
+            return Poll::Ready(());
+        };
+        track.set_waker(Side::Task, cx.waker());
+        if shared.phase() == Phase::Cut {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The connection's I/O is ready: from now on it counts as `inner`.
+    pub(crate) fn into_io<I>(mut self, inner: I) -> Option<TrackedIo<I>> {
+        let (track, shared) = self.0.take()?;
+        Some(TrackedIo::new(inner, track, shared))
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((track, shared)) = self.0.take() {
+            shared.unregister(&track);
+        }
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for TrackedIo<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
