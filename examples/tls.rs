@@ -13,6 +13,10 @@
 //! `TLS_CERT_FILE` and `TLS_KEY_FILE`; without them, a self-signed
 //! certificate for `localhost` is made at start-up.
 //!
+//! (`TLS_TICKETS_OFFER=garbage` makes a generation offer 7 bytes instead
+//! of its keys when a restart begins, to show the fallback: the next
+//! generation warns, makes new keys and serves.)
+//!
 //! ```text
 //! cargo run --example tls -- 127.0.0.1:8443 /tmp/tls.pid
 //! curl -k 'https://localhost:8443/?delay=2000'
@@ -74,6 +78,16 @@ fn server_config() -> io::Result<rustls::ServerConfig> {
     config.ticketer = seamless::tls::Ticketer::handed_over("tls-tickets");
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Stage 1 of a restart: replaces the keys offered with garbage, if asked.
+#[seamless::on_shutdown_request]
+fn offer_garbage_if_asked() {
+    if std::env::var("TLS_TICKETS_OFFER").as_deref() == Ok("garbage") {
+        if let Err(e) = seamless::state::offer("tls-tickets", b"garbage".to_vec(), &[]) {
+            log::error!("cannot offer garbage: {e}");
+        }
+    }
 }
 
 #[seamless::daemon(
