@@ -60,7 +60,9 @@
 //!    Closing a socket that still holds unread bytes (a request sent after
 //!    our last answer, an HTTP/2 acknowledgement) makes the kernel send a
 //!    reset, which destroys the last answer before the client reads it.
-//! 5. **Upgraded connections** (WebSocket): see [`Upgrades`].
+//! 5. **Upgraded connections** (WebSocket): see [`Upgrades`]; with
+//!    [`Upgrades::GoAway`] each is told to go ([`GoingAway`]) and closes
+//!    itself, a WebSocket with status 1001.
 //! 6. **Bounded:** at the deadline (see [`drain_timeout`](Serve::drain_timeout))
 //!    the connections left are closed and `serve` returns.
 //!
@@ -82,7 +84,10 @@ use crate::serve::{self, Options, ServeFuture, Signal, Tls};
 #[cfg(feature = "rustls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
 pub use crate::serve::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
-pub use crate::serve::{Listener, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
+pub use crate::serve::{
+    GoingAway, Listener, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GOING_AWAY_SPREAD,
+    DEFAULT_IDLE_LINGER,
+};
 
 /// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown)
 /// fires, then drains (see the [module documentation](self)). Await the
@@ -164,6 +169,24 @@ impl<L, S> Serve<L, S> {
     /// ```
     pub fn upgrades(mut self, upgrades: Upgrades) -> Self {
         self.options.upgrades = upgrades;
+        self
+    }
+
+    /// With [`Upgrades::GoAway`], how far apart the [`GoingAway`] signals
+    /// of the upgraded connections fire, at most, counted from the start
+    /// of the drain (and never later than half the time left to its
+    /// deadline). Default: [`DEFAULT_GOING_AWAY_SPREAD`].
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>) {
+    /// let s = s
+    ///     .upgrades(seamless::hyper::Upgrades::GoAway)
+    ///     .going_away_spread(std::time::Duration::from_secs(5));
+    /// # drop(s);
+    /// # }
+    /// ```
+    pub fn going_away_spread(mut self, spread: Duration) -> Self {
+        self.options.going_away_spread = spread;
         self
     }
 

@@ -33,18 +33,21 @@
 //!    it closes, so that no reset destroys the last answer.
 //! 5. **Upgraded connections** (WebSocket) belong to the application once
 //!    the `101` is sent; the drain counts them and, per [`Upgrades`],
-//!    waits for them or fails their I/O when the shutdown begins.
+//!    waits for them, tells each to go ([`GoingAway`], `going_away`), or
+//!    fails their I/O when the shutdown begins.
 //! 6. **Bounded:** at the drain's deadline every connection left is closed
 //!    and the server returns.
 //!
 //! With TLS (`tls`, feature `rustls`) the handshake runs in the
 //! connection's task, and the rules apply unchanged over the TLS stream.
 
+mod going_away;
 mod service;
 #[cfg(feature = "rustls")]
 mod tls;
 mod track;
 
+pub use going_away::{GoingAway, DEFAULT_GOING_AWAY_SPREAD};
 #[cfg(feature = "rustls")]
 pub(crate) use tls::Tls;
 #[cfg(feature = "rustls")]
@@ -109,6 +112,15 @@ pub enum Upgrades {
     /// reconnects, to the next generation. For long-lived connections whose
     /// clients reconnect on their own.
     Close,
+    /// Tell each to go, and let it finish: every upgrade request carries a
+    /// [`GoingAway`] in its extensions, which completes when the shutdown
+    /// begins plus a random delay of its own (up to the server's
+    /// `going_away_spread`, at most half the time left to the drain's
+    /// deadline). The application then closes the connection politely
+    /// (WebSocket: Close with status 1001, going away), and its client
+    /// reconnects, to the next generation. The server waits for them as
+    /// with [`Finish`](Upgrades::Finish), up to the drain's deadline.
+    GoAway,
 }
 
 /// The knobs of the drain, shared by the hyper and axum servers.
@@ -117,6 +129,7 @@ pub(crate) struct Options {
     pub(crate) idle_linger: Duration,
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) upgrades: Upgrades,
+    pub(crate) going_away_spread: Duration,
 }
 
 impl Default for Options {
@@ -125,6 +138,7 @@ impl Default for Options {
             idle_linger: DEFAULT_IDLE_LINGER,
             drain_timeout: None,
             upgrades: Upgrades::Finish,
+            going_away_spread: DEFAULT_GOING_AWAY_SPREAD,
         }
     }
 }
@@ -294,6 +308,7 @@ where
     // Rule 1: the next generation accepts what is queued.
     drop(listener);
     let deadline = options.deadline(Instant::now());
+    shared.set_deadline(deadline);
     shared.begin_drain();
     let all_closed = poll_fn(|cx| shared.poll_all_closed(cx));
     tokio::select! {
@@ -334,7 +349,9 @@ fn spawn_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let service = DrainService::new(service, track.clone());
+    let going_away =
+        (shared.options.upgrades == Upgrades::GoAway).then(|| GoingAway::new(shared.clone()));
+    let service = DrainService::new(service, track.clone(), going_away);
     let (builder, shared) = (builder.clone(), shared.clone());
     match tls {
         None => {
