@@ -14,7 +14,8 @@
 #    generation and `-sess_in` on the new one: the share of sessions
 #    resumed.
 #
-# Usage: bench/tls.sh [RESTARTS]   (default 20; needs wrk, h2load, openssl)
+# Usage: bench/tls.sh [RESTARTS]   (default 20; needs wrk, h2load, openssl,
+# curl; STEADY_ROUNDS=0 skips part 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 restarts=${1:-20}
@@ -47,13 +48,15 @@ start_tls() {
   groups+=("$launcher")
 }
 
-answering() { curl -sk --max-time 2 "$url" 2>/dev/null | sed -n 's/^Server pid: //p'; }
+request() { printf 'GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'; }
+
+answering() { curl -sk --max-time 2 "$url" 2>/dev/null | sed -n 's/^Server pid: //p' || true; }
 
 # Waits until the pid file names a generation other than $1 and it answers.
 wait_generation() {
   local old=$1 pid
   for _ in $(seq 2000); do
-    pid=$(head -n1 "$dir/pid" 2>/dev/null)
+    pid=$(head -n1 "$dir/pid" 2>/dev/null || true)
     if [ -n "$pid" ] && [ "$pid" != "$old" ] && [ "$(answering)" = "$pid" ]; then
       echo "$pid"
       return
@@ -73,11 +76,12 @@ steady() { # name
 }
 
 echo "== steady throughput (4 connections; h2load 10 streams each)"
-for round in 1 2; do
+for round in $(seq "${STEADY_ROUNDS:-2}"); do
   start_tls
   wait_generation "" >/dev/null
   steady "seamless tls (round $round)"
   kill -KILL -- "-$launcher"
+  wait "$launcher" 2>/dev/null || true
   sleep 0.5
   setsid "$plain" "127.0.0.1:$port" >>"$dir/out" 2>&1 &
   plain_pid=$!
@@ -85,6 +89,7 @@ for round in 1 2; do
   for _ in $(seq 500); do [ -n "$(answering)" ] && break; sleep 0.01; done
   steady "plain axum + tokio-rustls (round $round)"
   kill -KILL -- "-$plain_pid"
+  wait "$plain_pid" 2>/dev/null || true
   sleep 0.5
 done
 
@@ -106,7 +111,9 @@ h2_pid=$!
 sleep 0.5
 offered=0 resumed=0
 for i in $(seq "$restarts"); do
-  echo | openssl s_client -connect "127.0.0.1:$port" -servername localhost \
+  # A request, and -ign_eof: s_client reads until the answer's end, so
+  # the session tickets (sent after the handshake) are in by then.
+  request | openssl s_client -ign_eof -connect "127.0.0.1:$port" -servername localhost \
     -sess_out "$dir/session" >/dev/null 2>&1 || true
   kill -TERM "$launcher"
   wait "$launcher" || { echo "launcher failed at restart $i" >&2; exit 1; }
@@ -114,7 +121,7 @@ for i in $(seq "$restarts"); do
   generation=$(wait_generation "$generation")
   if [ -s "$dir/session" ]; then
     offered=$((offered + 1))
-    if echo | openssl s_client -connect "127.0.0.1:$port" -servername localhost \
+    if request | openssl s_client -ign_eof -connect "127.0.0.1:$port" -servername localhost \
       -sess_in "$dir/session" 2>/dev/null | grep -q '^Reused'; then
       resumed=$((resumed + 1))
     fi
@@ -127,6 +134,7 @@ rm -f "$dir/h2load-go"
 wait "$h2_pid" || true
 
 grep -E 'requests in|Socket errors|Non-2xx|Requests/sec' "$dir/wrk" | sed 's/^ */wrk: /'
+grep -qE 'Socket errors|Non-2xx' "$dir/wrk" || echo "wrk: no socket error, no non-2xx answer"
 cat "$dir"/h2out.* | awk -v runs="$(ls "$dir"/h2out.* | wc -l)" '
   /^requests:/ {
     for (i = 2; i <= NF; i++) { v = $i; gsub(",", "", $(i + 1)); if ($(i + 1) == "succeeded") ok += v; if ($(i + 1) == "failed") failed += v; if ($(i + 1) == "errored") errored += v; if ($(i + 1) == "timeout") timeout += v }
