@@ -34,7 +34,7 @@ use tower_service::Service;
 
 use crate::serve::{self, ServeFuture};
 
-pub use crate::serve::Upgrades;
+pub use crate::serve::{GoingAway, Upgrades};
 
 /// Serves `app` on `listener` (any `axum::serve::Listener`: tokio's
 /// `TcpListener`, `UnixListener`, or one made with `ListenerExt::tap_io`)
@@ -106,6 +106,57 @@ impl<L, S> Serve<L, S> {
         }
     }
 
+    /// See [`crate::hyper::Serve::tls`].
+    ///
+    /// ```no_run
+    /// # async fn f(listener: tokio::net::TcpListener, app: axum::Router,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// seamless::axum::serve(listener, app).tls(config).await
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls(self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        Serve {
+            inner: self.inner.tls(config),
+        }
+    }
+
+    /// See [`crate::hyper::Serve::tls_handshake_timeout`].
+    ///
+    /// ```no_run
+    /// # async fn f(listener: tokio::net::TcpListener, app: axum::Router,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// seamless::axum::serve(listener, app)
+    ///     .tls(config)
+    ///     .tls_handshake_timeout(std::time::Duration::from_secs(5))
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_handshake_timeout(self, timeout: Duration) -> Self {
+        Serve {
+            inner: self.inner.tls_handshake_timeout(timeout),
+        }
+    }
+
+    /// See [`crate::hyper::Serve::going_away_spread`].
+    ///
+    /// ```no_run
+    /// # async fn f(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    /// seamless::axum::serve(listener, app)
+    ///     .upgrades(seamless::axum::Upgrades::GoAway)
+    ///     .going_away_spread(std::time::Duration::from_secs(5))
+    ///     .await
+    /// # }
+    /// ```
+    pub fn going_away_spread(self, spread: Duration) -> Self {
+        Serve {
+            inner: self.inner.going_away_spread(spread),
+        }
+    }
+
     /// See [`crate::hyper::Serve::with_graceful_shutdown`].
     ///
     /// ```no_run
@@ -139,8 +190,8 @@ where
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> ServeFuture {
-        let (listener, service, options, signal) = self.inner.into_parts();
-        Box::pin(serve::run(listener, service, options, signal))
+        let (listener, service, options, tls, signal) = self.inner.into_parts();
+        Box::pin(serve::run(listener, service, options, tls, signal))
     }
 }
 
@@ -178,5 +229,27 @@ where
 
     fn call(&self, request: ::hyper::Request<Incoming>) -> Self::Future {
         ::hyper::service::Service::call(&self.0, request.map(Body::new))
+    }
+}
+
+/// A handler takes the connection's [`GoingAway`] beside axum's
+/// `WebSocketUpgrade` (`async fn ws(upgrade: WebSocketUpgrade, going_away:
+/// GoingAway)`), and moves it into the socket's task, where it is awaited
+/// beside the socket's reads; when it completes, the task sends a Close
+/// frame with status 1001 (`examples/ws.rs`). With [`Upgrades::GoAway`] it
+/// completes when the drain begins (plus the connection's share of the
+/// spread), elsewhere at [`seamless::shutdown()`](crate::shutdown).
+impl<S: Send + Sync> ::axum::extract::FromRequestParts<S> for GoingAway {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut ::axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<GoingAway, Infallible> {
+        Ok(parts
+            .extensions
+            .get::<GoingAway>()
+            .cloned()
+            .unwrap_or_default())
     }
 }

@@ -60,7 +60,9 @@
 //!    Closing a socket that still holds unread bytes (a request sent after
 //!    our last answer, an HTTP/2 acknowledgement) makes the kernel send a
 //!    reset, which destroys the last answer before the client reads it.
-//! 5. **Upgraded connections** (WebSocket): see [`Upgrades`].
+//! 5. **Upgraded connections** (WebSocket): see [`Upgrades`]; with
+//!    [`Upgrades::GoAway`] each is told to go ([`GoingAway`]) and closes
+//!    itself, a WebSocket with status 1001.
 //! 6. **Bounded:** at the deadline (see [`drain_timeout`](Serve::drain_timeout))
 //!    the connections left are closed and `serve` returns.
 //!
@@ -77,9 +79,15 @@ use std::time::Duration;
 use ::hyper::body::{Body, Incoming};
 use ::hyper::{Request, Response};
 
-use crate::serve::{self, Options, ServeFuture, Signal};
+use crate::serve::{self, Options, ServeFuture, Signal, Tls};
 
-pub use crate::serve::{AsyncAccept, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_IDLE_LINGER};
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub use crate::serve::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
+pub use crate::serve::{
+    AsyncAccept, GoingAway, Upgrades, DEFAULT_DRAIN_TIMEOUT, DEFAULT_GOING_AWAY_SPREAD,
+    DEFAULT_IDLE_LINGER,
+};
 
 /// Serves `service` on `listener` until [`seamless::shutdown()`](crate::shutdown())
 /// fires, then drains (see the [module documentation](self)). Await the
@@ -102,6 +110,7 @@ pub fn serve<L, S>(listener: L, service: S) -> Serve<L, S> {
         listener,
         service,
         options: Options::default(),
+        tls: None,
         signal: None,
     }
 }
@@ -112,6 +121,7 @@ pub struct Serve<L, S> {
     listener: L,
     service: S,
     options: Options,
+    tls: Option<Tls>,
     signal: Option<Signal>,
 }
 
@@ -162,6 +172,66 @@ impl<L, S> Serve<L, S> {
         self
     }
 
+    /// With [`Upgrades::GoAway`], how far apart the [`GoingAway`] signals
+    /// of the upgraded connections fire, at most, counted from the start
+    /// of the drain (and never later than half the time left to its
+    /// deadline). Default: [`DEFAULT_GOING_AWAY_SPREAD`].
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>) {
+    /// let s = s
+    ///     .upgrades(seamless::hyper::Upgrades::GoAway)
+    ///     .going_away_spread(std::time::Duration::from_secs(5));
+    /// # drop(s);
+    /// # }
+    /// ```
+    pub fn going_away_spread(mut self, spread: Duration) -> Self {
+        self.options.going_away_spread = spread;
+        self
+    }
+
+    /// Serves HTTPS: each connection's TLS handshake, with `config`, runs
+    /// in its own task (within
+    /// [`tls_handshake_timeout`](Serve::tls_handshake_timeout)), never in
+    /// the accept loop. A configuration without ALPN protocols gets `h2`
+    /// and `http/1.1`. The drain's rules hold on TLS connections, which
+    /// close with `close_notify` before the two-step close. For sessions
+    /// that resume across restarts, set `config.ticketer` to a
+    /// [`tls::Ticketer`](crate::tls::Ticketer).
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>,
+    /// #            config: std::sync::Arc<rustls::ServerConfig>) {
+    /// let s = s.tls(config);
+    /// # drop(s);
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls(mut self, config: std::sync::Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(Tls::new(config));
+        self
+    }
+
+    /// How long a client may take over its TLS handshake; past it, the
+    /// connection is closed. Default: [`DEFAULT_TLS_HANDSHAKE_TIMEOUT`].
+    /// Call it after [`tls`](Serve::tls).
+    ///
+    /// ```no_run
+    /// # async fn f(s: seamless::hyper::Serve<tokio::net::TcpListener, ()>) {
+    /// let s = s.tls_handshake_timeout(std::time::Duration::from_secs(5));
+    /// # drop(s);
+    /// # }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn tls_handshake_timeout(mut self, timeout: Duration) -> Self {
+        if let Some(tls) = &mut self.tls {
+            tls.set_timeout(timeout);
+        }
+        self
+    }
+
     /// Starts the drain when `signal` completes instead of when
     /// [`seamless::shutdown()`](crate::shutdown()) fires: for a server that
     /// must stop on something else, and for tests.
@@ -180,11 +250,11 @@ impl<L, S> Serve<L, S> {
         self
     }
 
-    pub(crate) fn into_parts(self) -> (L, S, Options, Signal) {
+    pub(crate) fn into_parts(self) -> (L, S, Options, Option<Tls>, Signal) {
         let signal = self
             .signal
             .unwrap_or_else(|| Box::pin(crate::shutdown::shutdown()));
-        (self.listener, self.service, self.options, signal)
+        (self.listener, self.service, self.options, self.tls, signal)
     }
 }
 
@@ -213,7 +283,7 @@ where
     type IntoFuture = ServeFuture;
 
     fn into_future(self) -> ServeFuture {
-        let (listener, service, options, signal) = self.into_parts();
-        Box::pin(serve::run(listener, service, options, signal))
+        let (listener, service, options, tls, signal) = self.into_parts();
+        Box::pin(serve::run(listener, service, options, tls, signal))
     }
 }

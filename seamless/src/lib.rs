@@ -56,8 +56,9 @@
 //! | --- | --- |
 //! | `hyper` | `hyper::serve`: any hyper service, HTTP/1.1 and HTTP/2 on one port, shut down by [`shutdown()`] with a drain that fails no request on a keep-alive connection |
 //! | `axum` | `axum::serve`: the same for an axum app, read like `axum::serve` |
+//! | `rustls` | `Serve::tls` for both: HTTPS (ALPN h2 and http/1.1) with the handshake in each connection's task; `tls::Ticketer`, session-ticket keys handed to the next generation so that sessions resume across restarts |
 //!
-//! Both are off by default; without them the crate depends on neither
+//! All are off by default; without them the crate depends on neither
 //! tokio nor hyper.
 //!
 //! # Platforms
@@ -121,6 +122,9 @@ mod shutdown; // the Shutdown latch
 mod signals; // signal pipe
 pub mod state; // state handed to the next generation
 mod sys; // shared fd, poll and file helpers
+#[cfg(feature = "rustls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+pub mod tls; // session-ticket keys handed to the next generation
 mod wire; // the endpoint's versioned line format
 
 pub use builder::Builder;

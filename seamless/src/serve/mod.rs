@@ -33,12 +33,29 @@
 //!    it closes, so that no reset destroys the last answer.
 //! 5. **Upgraded connections** (WebSocket) belong to the application once
 //!    the `101` is sent; the drain counts them and, per [`Upgrades`],
-//!    waits for them or fails their I/O when the shutdown begins.
+//!    waits for them, tells each to go ([`GoingAway`], `going_away`), or
+//!    fails their I/O when the shutdown begins.
 //! 6. **Bounded:** at the drain's deadline every connection left is closed
 //!    and the server returns.
+//!
+//! With TLS (`tls`, feature `rustls`) the handshake runs in the
+//! connection's task, and the rules apply unchanged over the TLS stream.
 
+mod going_away;
 mod service;
+#[cfg(feature = "rustls")]
+mod tls;
 mod track;
+
+pub use going_away::{GoingAway, DEFAULT_GOING_AWAY_SPREAD};
+#[cfg(feature = "rustls")]
+pub(crate) use tls::Tls;
+#[cfg(feature = "rustls")]
+pub use tls::DEFAULT_TLS_HANDSHAKE_TIMEOUT;
+
+/// No TLS without the `rustls` feature: an `Option<Tls>` is always `None`.
+#[cfg(not(feature = "rustls"))]
+pub(crate) enum Tls {}
 
 use std::error::Error as StdError;
 use std::future::{poll_fn, Future};
@@ -95,6 +112,15 @@ pub enum Upgrades {
     /// reconnects, to the next generation. For long-lived connections whose
     /// clients reconnect on their own.
     Close,
+    /// Tell each to go, and let it finish: every upgrade request carries a
+    /// [`GoingAway`] in its extensions, which completes when the shutdown
+    /// begins plus a random delay of its own (up to the server's
+    /// `going_away_spread`, at most half the time left to the drain's
+    /// deadline). The application then closes the connection politely
+    /// (WebSocket: Close with status 1001, going away), and its client
+    /// reconnects, to the next generation. The server waits for them as
+    /// with [`Finish`](Upgrades::Finish), up to the drain's deadline.
+    GoAway,
 }
 
 /// The knobs of the drain, shared by the hyper and axum servers.
@@ -103,6 +129,7 @@ pub(crate) struct Options {
     pub(crate) idle_linger: Duration,
     pub(crate) drain_timeout: Option<Duration>,
     pub(crate) upgrades: Upgrades,
+    pub(crate) going_away_spread: Duration,
 }
 
 impl Default for Options {
@@ -111,6 +138,7 @@ impl Default for Options {
             idle_linger: DEFAULT_IDLE_LINGER,
             drain_timeout: None,
             upgrades: Upgrades::Finish,
+            going_away_spread: DEFAULT_GOING_AWAY_SPREAD,
         }
     }
 }
@@ -223,6 +251,7 @@ pub(crate) async fn run<L, S, B>(
     mut listener: L,
     service: S,
     options: Options,
+    tls: Option<Tls>,
     mut signal: Signal,
 ) -> io::Result<()>
 where
@@ -256,7 +285,15 @@ where
                 let track = shared.register(accepted_count);
                 accepted_count = accepted_count.wrapping_add(1);
                 let socket = L::socket_of(&io);
-                spawn_connection(io, socket, track, service.clone(), &builder, &shared);
+                spawn_connection(
+                    io,
+                    socket,
+                    track,
+                    service.clone(),
+                    &builder,
+                    &shared,
+                    tls.as_ref(),
+                );
             }
             Err(e) if is_connection_error(&e) => {}
             Err(e) => {
@@ -273,6 +310,7 @@ where
     // Rule 1: the next generation accepts what is queued.
     drop(listener);
     let deadline = options.deadline(Instant::now());
+    shared.set_deadline(deadline);
     shared.begin_drain();
     let all_closed = poll_fn(|cx| shared.poll_all_closed(cx));
     tokio::select! {
@@ -303,6 +341,7 @@ fn spawn_connection<I, S, B>(
     service: S,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     shared: &Arc<Shared>,
+    tls: Option<&Tls>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
@@ -312,82 +351,123 @@ fn spawn_connection<I, S, B>(
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let io = TokioIo::new(TrackedIo::new(io, track.clone(), shared.clone()));
-    let service = DrainService::new(service, track.clone());
+    let going_away =
+        (shared.options.upgrades == Upgrades::GoAway).then(|| GoingAway::new(shared.clone()));
+    let service = DrainService::new(service, track.clone(), going_away);
     let (builder, shared) = (builder.clone(), shared.clone());
-    tokio::spawn(async move {
-        let conn = builder.serve_connection_with_upgrades(io, service);
-        let mut conn = pin!(conn);
-        let idle_linger = shared.options.idle_linger;
-        // Whether this task saw the shutdown begin.
-        let mut draining = false;
-        // Whether hyper was told to close (graceful_shutdown).
-        let mut closing = false;
-        // The idle check: a timer and the activity count it started from.
-        let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
-        // The waker the drain has, compared here so that the common poll
-        // takes no lock.
-        let mut given: Option<Waker> = None;
-        let done = poll_fn(|cx| {
-            if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                track.set_waker(Side::Task, cx.waker());
-                given = Some(cx.waker().clone());
-            }
-            // Read after the waker is given: a phase stored after this
-            // read wakes the task again. A load of a line nobody writes
-            // until the drain.
-            let phase = shared.phase();
-            if phase >= Phase::Draining && !draining {
-                // Rule 2, before hyper polls the responses that read it.
-                track.begin_draining();
-                draining = true;
-            }
-            if let Poll::Ready(result) = conn.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            if phase == Phase::Cut {
-                // Rule 6: the deadline passed.
-                return Poll::Ready(None);
-            }
-            if closing || !draining {
-                return Poll::Pending;
-            }
-            if track.is_h2() {
-                // Rule 3: GOAWAY now; streams in flight finish.
+    match tls {
+        None => {
+            let io = TrackedIo::new(io, track.clone(), shared.clone());
+            tokio::spawn(drive(io, socket, track, service, builder, shared));
+        }
+        #[cfg(feature = "rustls")]
+        Some(tls) => {
+            // The handshake runs here, in the connection's own task: a
+            // slow client delays nobody else's.
+            let (tls, pending) = (
+                tls.clone(),
+                track::Pending::new(track.clone(), shared.clone()),
+            );
+            tokio::spawn(async move {
+                if let Some(io) = tls.handshake(io, pending).await {
+                    drive(io, socket, track, service, builder, shared).await;
+                }
+            });
+        }
+        #[cfg(not(feature = "rustls"))]
+        Some(never) => match *never {},
+    }
+}
+
+/// Serves one connection by the drain's rules, until it closes.
+async fn drive<I, S, B>(
+    io: TrackedIo<I>,
+    socket: Option<RawFd>,
+    track: Arc<Track>,
+    service: DrainService<S>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shared: Arc<Shared>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: ::hyper::service::Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let io = TokioIo::new(io);
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    let mut conn = pin!(conn);
+    let idle_linger = shared.options.idle_linger;
+    // Whether this task saw the shutdown begin.
+    let mut draining = false;
+    // Whether hyper was told to close (graceful_shutdown).
+    let mut closing = false;
+    // The idle check: a timer and the activity count it started from.
+    let mut linger: Option<(Pin<Box<tokio::time::Sleep>>, u64)> = None;
+    // The waker the drain has, compared here so that the common poll
+    // takes no lock.
+    let mut given: Option<Waker> = None;
+    let done = poll_fn(|cx| {
+        if !given.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            track.set_waker(Side::Task, cx.waker());
+            given = Some(cx.waker().clone());
+        }
+        // Read after the waker is given: a phase stored after this
+        // read wakes the task again. A load of a line nobody writes
+        // until the drain.
+        let phase = shared.phase();
+        if phase >= Phase::Draining && !draining {
+            // Rule 2, before hyper polls the responses that read it.
+            track.begin_draining();
+            draining = true;
+        }
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        if phase == Phase::Cut {
+            // Rule 6: the deadline passed.
+            return Poll::Ready(None);
+        }
+        if closing || !draining {
+            return Poll::Pending;
+        }
+        if track.is_h2() {
+            // Rule 3: GOAWAY now; streams in flight finish.
+            conn.as_mut().graceful_shutdown();
+            closing = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        // Rule 2: responses carry `Connection: close` (see `service`);
+        // a connection idle for a whole linger is closed.
+        let (timer, seen) = linger.get_or_insert_with(|| {
+            let timer = Box::pin(tokio::time::sleep(idle_linger));
+            (timer, track.activity())
+        });
+        while timer.as_mut().poll(cx).is_ready() {
+            let now = track.activity();
+            // A request in the kernel's buffer that hyper has not read
+            // yet (the runtime is behind) is activity too.
+            let unread = socket.is_some_and(unread_input);
+            if track.in_flight() == 0 && now == *seen && !unread {
                 conn.as_mut().graceful_shutdown();
                 closing = true;
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            // Rule 2: responses carry `Connection: close` (see `service`);
-            // a connection idle for a whole linger is closed.
-            let (timer, seen) = linger.get_or_insert_with(|| {
-                let timer = Box::pin(tokio::time::sleep(idle_linger));
-                (timer, track.activity())
-            });
-            while timer.as_mut().poll(cx).is_ready() {
-                let now = track.activity();
-                // A request in the kernel's buffer that hyper has not read
-                // yet (the runtime is behind) is activity too.
-                let unread = socket.is_some_and(unread_input);
-                if track.in_flight() == 0 && now == *seen && !unread {
-                    conn.as_mut().graceful_shutdown();
-                    closing = true;
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                *seen = now;
-                timer.as_mut().reset(Instant::now() + idle_linger);
-            }
-            Poll::Pending
-        })
-        .await;
-        match done {
-            Some(Ok(())) => shared.connection_ended(&track),
-            Some(Err(e)) => report::debug!("connection: {e}"),
-            None => report::debug!("connection closed at the drain deadline"),
+            *seen = now;
+            timer.as_mut().reset(Instant::now() + idle_linger);
         }
-    });
+        Poll::Pending
+    })
+    .await;
+    match done {
+        Some(Ok(())) => shared.connection_ended(&track),
+        Some(Err(e)) => report::debug!("connection: {e}"),
+        None => report::debug!("connection closed at the drain deadline"),
+    }
 }
 
 #[cfg(test)]

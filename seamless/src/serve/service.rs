@@ -9,21 +9,32 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use ::hyper::body::{Body, Frame, Incoming, SizeHint};
-use ::hyper::header::{HeaderValue, CONNECTION};
+use ::hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use ::hyper::{Method, Request, Response, StatusCode, Version};
 use pin_project_lite::pin_project;
 
 use super::track::Track;
+use super::GoingAway;
 
 /// The user's service, seen through the drain.
 pub(crate) struct DrainService<S> {
     inner: S,
     track: Arc<Track>,
+    /// With `Upgrades::GoAway`: given to each upgrade request.
+    going_away: Option<GoingAway>,
 }
 
 impl<S> DrainService<S> {
-    pub(crate) fn new(inner: S, track: Arc<Track>) -> DrainService<S> {
-        DrainService { inner, track }
+    pub(crate) fn new(
+        inner: S,
+        track: Arc<Track>,
+        going_away: Option<GoingAway>,
+    ) -> DrainService<S> {
+        DrainService {
+            inner,
+            track,
+            going_away,
+        }
     }
 }
 
@@ -51,7 +62,14 @@ where
     type Error = S::Error;
     type Future = DrainFuture<S::Future>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if let Some(going_away) = &self.going_away {
+            // An upgrade (HTTP/1.1) or an extended CONNECT (HTTP/2, RFC
+            // 8441): the connection may become the application's.
+            if request.method() == Method::CONNECT || request.headers().contains_key(UPGRADE) {
+                request.extensions_mut().insert(going_away.clone());
+            }
+        }
         if request.version() >= Version::HTTP_2 {
             // HTTP/2 drains by GOAWAY, which hyper applies to the streams
             // itself: nothing to count, nothing to mark. Streams run on any

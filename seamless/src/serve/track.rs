@@ -24,10 +24,12 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use super::{Options, Upgrades};
 
@@ -61,6 +63,10 @@ pub(crate) struct Shared {
     shards: Box<[Mutex<Shard>]>,
     /// Woken when the last connection is gone during the drain.
     serve_waker: Mutex<Option<Waker>>,
+    /// Told when the drain begins: the `GoingAway` signals wait on it.
+    pub(crate) drain_began: Notify,
+    /// When the drain must end; set as it begins.
+    deadline: OnceLock<Instant>,
 }
 
 /// Some of the live connections: a slab, so that a connection's slot is
@@ -92,6 +98,8 @@ impl Shared {
             live: AtomicUsize::new(0),
             shards: (0..workers * 4).map(|_| Mutex::default()).collect(),
             serve_waker: Mutex::new(None),
+            drain_began: Notify::new(),
+            deadline: OnceLock::new(),
         }
     }
 
@@ -159,7 +167,18 @@ impl Shared {
     /// its I/O cut).
     pub(crate) fn begin_drain(&self) {
         self.phase.store(Phase::Draining as u8, Ordering::SeqCst);
+        self.drain_began.notify_waiters();
         self.wake_all();
+    }
+
+    /// The drain ends at `deadline`; said before it begins.
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        let _ = self.deadline.set(deadline);
+    }
+
+    /// When the drain must end, once it began.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.deadline.get().copied()
     }
 
     /// The deadline passed: cut every connection left; returns how many.
@@ -386,6 +405,53 @@ impl<I> TrackedIo<I> {
 impl<I> Drop for TrackedIo<I> {
     fn drop(&mut self) {
         self.shared.unregister(&self.track);
+    }
+}
+
+/// A connection registered at its accept whose I/O is not ready yet (its
+/// TLS handshake is under way in its own task): the drain counts it and
+/// can cut it. Dropped without becoming a [`TrackedIo`] (the handshake
+/// failed), it is unregistered.
+#[cfg(feature = "rustls")]
+pub(crate) struct Pending(Option<(Arc<Track>, Arc<Shared>)>);
+
+#[cfg(feature = "rustls")]
+impl Pending {
+    pub(crate) fn new(track: Arc<Track>, shared: Arc<Shared>) -> Pending {
+        Pending(Some((track, shared)))
+    }
+
+    pub(crate) fn track(&self) -> Option<&Arc<Track>> {
+        self.0.as_ref().map(|(track, _)| track)
+    }
+
+    /// Whether the drain's deadline passed; `track`'s task is woken when
+    /// it does.
+    pub(crate) fn poll_cut(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some((track, shared)) = &self.0 else {
+            return Poll::Ready(());
+        };
+        track.set_waker(Side::Task, cx.waker());
+        if shared.phase() == Phase::Cut {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// The connection's I/O is ready: from now on it counts as `inner`.
+    pub(crate) fn into_io<I>(mut self, inner: I) -> Option<TrackedIo<I>> {
+        let (track, shared) = self.0.take()?;
+        Some(TrackedIo::new(inner, track, shared))
+    }
+}
+
+#[cfg(feature = "rustls")]
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some((track, shared)) = self.0.take() {
+            shared.unregister(&track);
+        }
     }
 }
 
