@@ -813,7 +813,7 @@ pub fn started() {
 /// When the graceful shutdown must be over: its start plus
 /// `shutdown_timeout`, if both are known (for servers that bound their
 /// drain by it: `serve`).
-#[cfg(feature = "hyper")]
+#[cfg(any(feature = "hyper", feature = "actix"))]
 pub(crate) fn shutdown_deadline() -> Option<Instant> {
     let daemon = DAEMON.get()?;
     let since = daemon.machine().shutdown_since()?;

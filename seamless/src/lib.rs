@@ -56,9 +56,10 @@
 //! | --- | --- |
 //! | `hyper` | `hyper::serve`: any hyper service, HTTP/1.1 and HTTP/2 on one port, shut down by [`shutdown()`] with a drain that fails no request on a keep-alive connection |
 //! | `axum` | `axum::serve`: the same for an axum app, read like `axum::serve` |
+//! | `actix` | `actix::serve` and the `actix::CloseOnShutdown` middleware: an actix-web server stopped without failing a request |
 //!
-//! Both are off by default; without them the crate depends on neither
-//! tokio nor hyper.
+//! All are off by default; without them the crate depends on neither
+//! tokio nor hyper nor actix.
 //!
 //! # Platforms
 //!
@@ -91,6 +92,8 @@
 
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
+#[cfg(feature = "actix")]
+pub mod actix; // seamless::actix::serve, CloseOnShutdown
 pub mod admin; // the generations seen from outside (the `seamless` tool)
 #[cfg(feature = "axum")]
 pub mod axum; // seamless::axum::serve
