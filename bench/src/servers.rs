@@ -1,4 +1,5 @@
 //! The servers the benchmark runs: the axum example (`examples/axum.rs`),
+//! the actix-web example (`examples/actix.rs`, built on first use),
 //! `testd` (the integration tests' std server, which drains politely by
 //! hand) and its variants, and the comparison server: the example's
 //! handler under plain `axum::serve`, without seamless.
@@ -18,6 +19,9 @@ use axum::Router;
 pub(crate) enum Server {
     /// `examples/axum.rs`, run as `axum ADDR PIDFILE`.
     Axum,
+    /// `examples/actix.rs`, run as `actix ADDR PIDFILE` (HTTP/1.1 only:
+    /// actix-web speaks HTTP/2 over TLS alone).
+    Actix,
     /// `testd`, the listener handed over.
     Testd,
     /// `testd`, seamless on, each generation binds afresh with
@@ -36,6 +40,7 @@ impl Server {
     pub(crate) fn parse(s: &str) -> Option<Server> {
         Some(match s {
             "axum" => Server::Axum,
+            "actix" => Server::Actix,
             "testd" => Server::Testd,
             "testd-reuseport" => Server::TestdReuseport,
             "testd-naive" => Server::TestdNaive,
@@ -47,6 +52,7 @@ impl Server {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Server::Axum => "axum example",
+            Server::Actix => "actix-web example",
             Server::Testd => "testd",
             Server::TestdReuseport => "testd, reuseport",
             Server::TestdNaive => "testd, seamless off",
@@ -73,6 +79,11 @@ impl Server {
         match self {
             Server::Axum => Launch {
                 program: bins.axum.clone(),
+                args: vec![addr.into(), pid_file],
+                env: Vec::new(),
+            },
+            Server::Actix => Launch {
+                program: bins.example("actix"),
                 args: vec![addr.into(), pid_file],
                 env: Vec::new(),
             },
@@ -162,6 +173,34 @@ pub(crate) const PLAIN_AXUM: &str = "serve-plain-axum";
 pub(crate) struct Binaries {
     pub(crate) axum: PathBuf,
     pub(crate) testd: PathBuf,
+}
+
+impl Binaries {
+    /// The root package's example `name`, built now if need be, as
+    /// [`build`] builds the others: an example only some runs use
+    /// (actix-web) is not built up front, so that a run without it does
+    /// not wait for its dependencies.
+    pub(crate) fn example(&self, name: &str) -> PathBuf {
+        let path = self.axum.with_file_name(name);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--manifest-path", manifest]);
+        build.args(["-p", "seamless-tests", "--example", name]);
+        if self
+            .testd
+            .parent()
+            .is_some_and(|dir| dir.ends_with("release"))
+        {
+            build.arg("--release");
+        }
+        let built = build.status().is_ok_and(|s| s.success());
+        if !built && !path.exists() {
+            eprintln!("demo: cannot build the {name} example");
+            std::process::exit(1)
+        }
+        path
+    }
 }
 
 /// Builds the servers the benchmark runs. `testd` and the example belong

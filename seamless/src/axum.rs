@@ -238,7 +238,7 @@ where
 /// beside the socket's reads; when it completes, the task sends a Close
 /// frame with status 1001 (`examples/ws.rs`). With [`Upgrades::GoAway`] it
 /// completes when the drain begins (plus the connection's share of the
-/// spread), elsewhere at [`seamless::shutdown()`](crate::shutdown).
+/// spread), elsewhere at [`seamless::shutdown()`](crate::shutdown()).
 impl<S: Send + Sync> ::axum::extract::FromRequestParts<S> for GoingAway {
     type Rejection = Infallible;
 

@@ -57,9 +57,10 @@
 //! | `hyper` | `hyper::serve`: any hyper service, HTTP/1.1 and HTTP/2 on one port, shut down by [`shutdown()`] with a drain that fails no request on a keep-alive connection |
 //! | `axum` | `axum::serve`: the same for an axum app, read like `axum::serve` |
 //! | `rustls` | `Serve::tls` for both: HTTPS (ALPN h2 and http/1.1) with the handshake in each connection's task; `tls::Ticketer`, session-ticket keys handed to the next generation so that sessions resume across restarts |
+//! | `actix` | `actix::serve` and the `actix::CloseOnShutdown` middleware: an actix-web server stopped without failing a request |
 //!
 //! All are off by default; without them the crate depends on neither
-//! tokio nor hyper.
+//! tokio nor hyper nor actix.
 //!
 //! # Platforms
 //!
@@ -95,6 +96,9 @@
 
 // The module map, from the top down; a module imports only modules below
 // it (see ARCHITECTURE.md).
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+pub mod actix; // seamless::actix::serve, CloseOnShutdown
 pub mod admin; // the generations seen from outside (the `seamless` tool)
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]

@@ -35,7 +35,7 @@ pub const DEFAULT_GOING_AWAY_SPREAD: Duration = Duration::from_secs(1);
 /// with [`GoingAway::of`] (hyper) or as an extractor (axum). It completes
 /// when the drain begins, plus a random delay of its own up to the spread.
 /// Elsewhere (another mode, another server) the default one completes
-/// when [`seamless::shutdown()`](crate::shutdown) fires.
+/// when [`seamless::shutdown()`](crate::shutdown()) fires.
 ///
 /// ```no_run
 /// # async fn f(request: hyper::Request<hyper::body::Incoming>) {
