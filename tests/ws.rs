@@ -95,78 +95,89 @@ impl Client {
                 if let Err(e) = socket.send(Message::text(text.clone())).await {
                     return self.fail(format!("client {}: send: {e}", self.id));
                 }
-                // Its acknowledgement, or the server's Close.
-                let answer = tokio::time::timeout(T, socket.next()).await;
-                match answer {
-                    Err(_) => return self.fail(format!("client {}: no answer", self.id)),
-                    Ok(Some(Ok(Message::Text(answer)))) => {
-                        let Some((pid, echoed)) = answer.as_str().split_once(' ') else {
-                            return self.fail(format!("client {}: answer {answer:?}", self.id));
-                        };
-                        let pid: i32 = pid.parse().unwrap_or(0);
-                        if echoed != text {
-                            return self.fail(format!(
-                                "client {}: sent {text:?}, acknowledged {echoed:?}",
-                                self.id
-                            ));
+                // Its acknowledgement, then PACE of reading before the next
+                // message: the server's Close may come at any time, and is
+                // read when it comes.
+                let mut awaiting = true;
+                loop {
+                    let wait = if awaiting { T } else { PACE };
+                    match tokio::time::timeout(wait, socket.next()).await {
+                        Err(_) if awaiting => {
+                            return self.fail(format!("client {}: no answer", self.id))
                         }
-                        if gone == Some(pid) {
-                            return self.fail(format!(
-                                "client {}: answered by {pid} after it said going away",
-                                self.id
-                            ));
-                        }
-                        let mut seen = self.seen.lock().unwrap();
-                        if gone.take().is_some() {
-                            if let Some(last) = seen.closes.last_mut() {
-                                last.2 = Some(Instant::now());
+                        Err(_) => break,
+                        Ok(Some(Ok(Message::Text(answer)))) if awaiting => {
+                            awaiting = false;
+                            let Some((pid, echoed)) = answer.as_str().split_once(' ') else {
+                                return self.fail(format!("client {}: answer {answer:?}", self.id));
+                            };
+                            let pid: i32 = pid.parse().unwrap_or(0);
+                            if echoed != text {
+                                return self.fail(format!(
+                                    "client {}: sent {text:?}, acknowledged {echoed:?}",
+                                    self.id
+                                ));
                             }
-                        }
-                        seen.acked += 1;
-                        drop(seen);
-                        self.pid.store(pid, Ordering::SeqCst);
-                        next += 1;
-                    }
-                    Ok(Some(Ok(Message::Close(frame)))) => {
-                        let code = frame.as_ref().map(|f| f.code);
-                        if code != Some(CloseCode::Away) {
-                            return self.fail(format!("client {}: closed with {frame:?}", self.id));
-                        }
-                        let pid = self.pid.load(Ordering::SeqCst);
-                        self.seen
-                            .lock()
-                            .unwrap()
-                            .closes
-                            .push((Instant::now(), pid, None));
-                        gone = Some(pid);
-                        // tungstenite answered the Close; the server ends
-                        // the connection, cleanly.
-                        loop {
-                            match tokio::time::timeout(T, socket.next()).await {
-                                Ok(None) => break 'connection,
-                                Ok(Some(Ok(_))) => {}
-                                Ok(Some(Err(e))) => {
-                                    return self
-                                        .fail(format!("client {}: after the Close: {e}", self.id))
-                                }
-                                Err(_) => {
-                                    return self.fail(format!(
-                                        "client {}: the server did not close",
-                                        self.id
-                                    ))
+                            if gone == Some(pid) {
+                                return self.fail(format!(
+                                    "client {}: answered by {pid} after it said going away",
+                                    self.id
+                                ));
+                            }
+                            let mut seen = self.seen.lock().unwrap();
+                            if gone.take().is_some() {
+                                if let Some(last) = seen.closes.last_mut() {
+                                    last.2 = Some(Instant::now());
                                 }
                             }
+                            seen.acked += 1;
+                            drop(seen);
+                            self.pid.store(pid, Ordering::SeqCst);
+                            next += 1;
                         }
-                    }
-                    Ok(Some(Ok(other))) => {
-                        return self.fail(format!("client {}: unexpected {other:?}", self.id))
-                    }
-                    Ok(Some(Err(e))) => return self.fail(format!("client {}: {e}", self.id)),
-                    Ok(None) => {
-                        return self.fail(format!("client {}: closed without a Close", self.id))
+                        Ok(Some(Ok(Message::Close(frame)))) => {
+                            let code = frame.as_ref().map(|f| f.code);
+                            if code != Some(CloseCode::Away) {
+                                return self
+                                    .fail(format!("client {}: closed with {frame:?}", self.id));
+                            }
+                            let pid = self.pid.load(Ordering::SeqCst);
+                            self.seen
+                                .lock()
+                                .unwrap()
+                                .closes
+                                .push((Instant::now(), pid, None));
+                            gone = Some(pid);
+                            // tungstenite answered the Close; the server ends
+                            // the connection, cleanly.
+                            loop {
+                                match tokio::time::timeout(T, socket.next()).await {
+                                    Ok(None) => break 'connection,
+                                    Ok(Some(Ok(_))) => {}
+                                    Ok(Some(Err(e))) => {
+                                        return self.fail(format!(
+                                            "client {}: after the Close: {e}",
+                                            self.id
+                                        ))
+                                    }
+                                    Err(_) => {
+                                        return self.fail(format!(
+                                            "client {}: the server did not close",
+                                            self.id
+                                        ))
+                                    }
+                                }
+                            }
+                        }
+                        Ok(Some(Ok(other))) => {
+                            return self.fail(format!("client {}: unexpected {other:?}", self.id))
+                        }
+                        Ok(Some(Err(e))) => return self.fail(format!("client {}: {e}", self.id)),
+                        Ok(None) => {
+                            return self.fail(format!("client {}: closed without a Close", self.id))
+                        }
                     }
                 }
-                tokio::time::sleep(PACE).await;
             }
         }
     }

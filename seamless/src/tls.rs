@@ -41,6 +41,8 @@ pub use rustls;
 /// A ticket stays valid from one to two periods.
 pub const DEFAULT_ROTATION: Duration = Duration::from_secs(6 * 60 * 60);
 
+/// The longest ticket lifetime TLS 1.3 allows, in seconds.
+const MAX_LIFETIME: u64 = 7 * 24 * 60 * 60;
 /// The bytes that name a key in each ticket.
 const NAME_LEN: usize = 16;
 /// The bytes of a ChaCha20-Poly1305 key.
@@ -190,7 +192,8 @@ impl rustls::server::ProducesTickets for Ticketer {
 
     fn lifetime(&self) -> u32 {
         let period = self.keys.read().unwrap_or_else(|e| e.into_inner()).period;
-        u32::try_from(period).unwrap_or(u32::MAX)
+        // TLS 1.3 caps a ticket's lifetime at 7 days (RFC 8446, 4.6.1).
+        period.min(MAX_LIFETIME) as u32
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {

@@ -390,3 +390,234 @@ fn unread_input_sees_bytes_the_server_has_not_read() {
     drop(client);
     assert!(!super::unread_input(fd), "an end of file is no request");
 }
+
+#[tokio::test]
+async fn with_go_away_an_upgraded_connection_is_told_to_go_within_the_spread() {
+    use super::GoingAway;
+    // An upgrade that echoes until its GoingAway fires, then writes "bye".
+    async fn app(mut request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+        let going_away = GoingAway::of(&request);
+        let upgrade = ::hyper::upgrade::on(&mut request);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            going_away.await;
+            let _ = io.write_all(b"bye").await;
+        });
+        let mut response = Response::new(Full::default());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert("connection", "upgrade".parse().unwrap());
+        headers.insert("upgrade", "echo".parse().unwrap());
+        Ok(response)
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel::<()>();
+    let spread = Duration::from_millis(300);
+    let served = tokio::spawn(
+        crate::hyper::serve(listener, service_fn(app))
+            .upgrades(Upgrades::GoAway)
+            .going_away_spread(spread)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .into_future(),
+    );
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        let mut conn = connect(addr).await;
+        conn.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(read_response(&mut conn).await.0, 101);
+        conns.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let began = Instant::now();
+    tx.send(()).unwrap();
+    for conn in &mut conns {
+        let mut bye = [0u8; 3];
+        timeout(T, conn.read_exact(&mut bye))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&bye, b"bye");
+        assert!(began.elapsed() < spread + Duration::from_millis(200));
+    }
+    drop(conns);
+    timeout(T, served).await.unwrap().unwrap().unwrap();
+}
+
+/// The drain over TLS: the handshake in the connection's task, ALPN, and
+/// `close_notify` before the two-step close.
+#[cfg(feature = "rustls")]
+mod tls {
+    use std::sync::Arc;
+
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, ServerConfig};
+    use tokio_rustls::{client::TlsStream, TlsConnector};
+
+    use super::*;
+
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert: CertificateDer<'static> = made.cert.der().clone();
+        let key = PrivateKeyDer::try_from(made.signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let mut client = ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        (Arc::new(server), Arc::new(client))
+    }
+
+    struct TlsServer {
+        addr: SocketAddr,
+        client: Arc<ClientConfig>,
+        shutdown: Option<oneshot::Sender<()>>,
+        served: JoinHandle<std::io::Result<()>>,
+    }
+
+    async fn start(handshake_timeout: Duration) -> TlsServer {
+        let (server, client) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let serve = crate::hyper::serve(listener, service_fn(app))
+            .tls(server)
+            .tls_handshake_timeout(handshake_timeout)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+        TlsServer {
+            addr,
+            client,
+            shutdown: Some(tx),
+            served: tokio::spawn(serve.into_future()),
+        }
+    }
+
+    async fn connect(server: &TlsServer) -> BufReader<TlsStream<TcpStream>> {
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(server.client.clone()).connect(name, tcp);
+        BufReader::new(timeout(T, tls).await.unwrap().unwrap())
+    }
+
+    async fn get(conn: &mut BufReader<TlsStream<TcpStream>>) -> (u16, String) {
+        conn.get_mut()
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            timeout(T, conn.read_line(&mut line))
+                .await
+                .unwrap()
+                .unwrap();
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            head.push_str(&line.to_ascii_lowercase());
+        }
+        let mut body = [0u8; 2];
+        timeout(T, conn.read_exact(&mut body))
+            .await
+            .unwrap()
+            .unwrap();
+        (head[9..12].parse().unwrap(), head)
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_delays_no_other_and_is_closed_after_the_handshake_timeout() {
+        let server = start(Duration::from_millis(500)).await;
+        // Connects and says nothing: its handshake waits in its own task.
+        let mut silent = TcpStream::connect(server.addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let began = Instant::now();
+        let mut conn = connect(&server).await;
+        assert_eq!(get(&mut conn).await.0, 200);
+        assert!(
+            began.elapsed() < Duration::from_millis(400),
+            "served at once"
+        );
+        let mut rest = Vec::new();
+        let _ = timeout(T, silent.read_to_end(&mut rest))
+            .await
+            .expect("closed");
+        assert!(
+            began.elapsed() >= Duration::from_millis(400),
+            "after its timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_tls_connection_gets_connection_close_then_close_notify() {
+        let mut server = start(Duration::from_secs(5)).await;
+        let mut conn = connect(&server).await;
+        let (status, head) = get(&mut conn).await;
+        assert_eq!(status, 200);
+        assert!(!wants_close(&head), "{head}");
+
+        server.shutdown.take().unwrap().send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (status, head) = get(&mut conn).await;
+        assert_eq!(status, 200);
+        assert!(wants_close(&head), "no Connection: close: {head}");
+        // The server's close_notify: a clean end of the TLS stream (an end
+        // of the TCP stream without it is an error for rustls).
+        let mut rest = Vec::new();
+        timeout(T, conn.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .expect("close_notify before the end of the connection");
+        assert!(rest.is_empty());
+        drop(conn);
+        timeout(T, server.served).await.unwrap().unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn alpn_h2_gets_http2_and_a_goaway_at_the_drain() {
+        let server = start(Duration::from_secs(5)).await;
+        let mut client = (*server.client).clone();
+        client.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(server.addr).await.unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(Arc::new(client)).connect(name, tcp);
+        let tls = timeout(T, tls).await.unwrap().unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (mut sender, connection) =
+            ::hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        let connection = tokio::spawn(connection);
+        let request = Request::get("https://localhost/?delay=300")
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let in_flight = tokio::spawn(sender.send_request(request));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut server = server;
+        server.shutdown.take().unwrap().send(()).unwrap();
+        let response = timeout(T, in_flight).await.unwrap().unwrap().unwrap();
+        assert_eq!(response.status(), 200, "the stream in flight finishes");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+        // GOAWAY, then the connection ends, and the server returns.
+        timeout(T, connection).await.unwrap().unwrap().unwrap();
+        timeout(T, server.served).await.unwrap().unwrap().unwrap();
+    }
+}
