@@ -63,7 +63,7 @@ pub(crate) struct Args {
     pub(crate) out: Option<PathBuf>,
 }
 
-const USAGE: &str = "usage: demo [--servers axum,testd,testd-reuseport,testd-naive,plain-axum] \
+const USAGE: &str = "usage: demo [--servers axum,actix,testd,testd-reuseport,testd-naive,plain-axum] \
 [--protocols h1,h2,h2-hyper] [--restarts N] [--interval-s S] [--lead-ms MS] [--connections N] \
 [--streams N] [--probes N] [--newconn N] [--slow N] [--slow-ms MS] [--builtin-supervisor] \
 [--builtin-load] [--compare-rounds N] [--compare-s S] [--startup-samples N] [--startup-only] [--no-trace] \
