@@ -1,6 +1,6 @@
 //! What the tests decide about failed HTTP/2 requests: which a client may
-//! send again, and which h2load never sent. Shared by `tests/frameworks.rs`
-//! and the benchmark (which include this file by path).
+//! send again, and which h2load never sent. Shared by `tests/frameworks.rs`,
+//! `tests/grpc.rs` and the benchmark (which include this file by path).
 
 /// A request the server did not process, which a client may send again
 /// (RFC 9113, 6.8 and 8.7): refused with `REFUSED_STREAM`, or failed by h2
