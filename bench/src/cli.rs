@@ -99,8 +99,9 @@ struct Cli {
     mode: Option<Mode>,
 
     /// Servers to restart: axum (the example, seamless), plain-axum (its
-    /// handler under plain axum::serve), testd, testd-reuseport,
-    /// testd-naive. Default: axum,plain-axum (in soak mode, axum)
+    /// handler under plain axum::serve), actix (the actix-web example),
+    /// testd, testd-reuseport, testd-naive. Default: axum,plain-axum (in
+    /// soak mode, axum)
     #[arg(long, value_delimiter = ',', value_parser = server, value_name = "LIST")]
     servers: Vec<Server>,
 
@@ -310,7 +311,9 @@ fn resolve(cli: Cli) -> Command {
 
 fn server(s: &str) -> Result<Server, String> {
     Server::parse(s).ok_or_else(|| {
-        format!("unknown server {s:?} (axum, plain-axum, testd, testd-reuseport, testd-naive)")
+        format!(
+            "unknown server {s:?} (axum, plain-axum, actix, testd, testd-reuseport, testd-naive)"
+        )
     })
 }
 

@@ -177,9 +177,8 @@ pub(crate) struct Binaries {
 
 impl Binaries {
     /// The root package's example `name`, built now if need be, as
-    /// [`build`] builds the others: an example only some runs use
-    /// (actix-web) is not built up front, so that a run without it does
-    /// not wait for its dependencies.
+    /// [`build`] builds the others: [`build`] builds what every run
+    /// needs, an example only some runs use (actix-web) is built here.
     pub(crate) fn example(&self, name: &str) -> PathBuf {
         let path = self.axum.with_file_name(name);
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -288,3 +288,21 @@ where
         Poll::Ready(Ok(response))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_the_drain_timeout_when_set() {
+        let began = Instant::now();
+        let d = Duration::from_secs(7);
+        assert_eq!(deadline(Some(d), began), began + d);
+    }
+
+    #[test]
+    fn outside_a_daemon_the_deadline_is_the_default() {
+        let began = Instant::now();
+        assert_eq!(deadline(None, began), began + DEFAULT_DRAIN_TIMEOUT);
+    }
+}
