@@ -136,26 +136,11 @@ fn actix_drops_nothing_across_20_restarts() {
     let actix = example("actix");
     let sb = Sandbox::new("actix");
     let port = sb.port;
-    let start = || {
-        let mut c = std::process::Command::new(&actix);
-        c.arg(format!("127.0.0.1:{port}"))
-            .arg(sb.pid_file())
-            .stdin(std::process::Stdio::null())
-            .current_dir(&sb.dir);
-        std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        sb.start_with(c)
-    };
-    // A generation is up once the pid file names it and it answers.
-    let wait_generation = |except: &[i32]| -> i32 {
-        let mut pid = None;
-        wait_until(T, || {
-            pid = sb
-                .pid_in_file()
-                .filter(|p| !except.contains(p))
-                .filter(|p| get_pid(port, "/").is_ok_and(|answered| answered == *p as u32));
-            pid.is_some()
-        });
-        pid.unwrap_or_else(|| panic!("no new generation; output: {}", sb.output()))
+    let start = || sb.start_example(&actix);
+    let wait_generation = |except: &[i32]| {
+        sb.wait_generation(except, T, |p| {
+            get_pid(port, "/").is_ok_and(|answered| answered == p as u32)
+        })
     };
 
     let mut launcher = start();

@@ -67,14 +67,7 @@ fn get_pid(port: u16, path: &str) -> std::io::Result<i32> {
     )?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
-    if !answer.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("bad answer: {answer:?}")));
-    }
-    answer
-        .lines()
-        .find_map(|l| l.strip_prefix("Server pid: "))
-        .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no pid in {answer:?}")))
+    example_pid(&answer)
 }
 
 #[derive(Default)]
@@ -109,26 +102,11 @@ fn axum_drops_nothing_across_20_restarts_under_wrk_and_h2load() {
     let sb = Sandbox::new("axum");
     let port = sb.port;
     let url = format!("http://127.0.0.1:{port}/");
-    let start = || {
-        let mut c = Command::new(&axum);
-        c.arg(format!("127.0.0.1:{port}"))
-            .arg(sb.pid_file())
-            .stdin(Stdio::null())
-            .current_dir(&sb.dir);
-        std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        sb.start_with(c)
-    };
-    // A generation is up once the pid file names it and it answers.
-    let wait_generation = |except: &[i32]| -> i32 {
-        let mut pid = None;
-        wait_until(T, || {
-            pid = sb
-                .pid_in_file()
-                .filter(|p| !except.contains(p))
-                .filter(|p| get_pid(port, "/").is_ok_and(|answered| answered == *p));
-            pid.is_some()
-        });
-        pid.unwrap_or_else(|| panic!("no new generation; output: {}", sb.output()))
+    let start = || sb.start_example(&axum);
+    let wait_generation = |except: &[i32]| {
+        sb.wait_generation(except, T, |p| {
+            get_pid(port, "/").is_ok_and(|answered| answered == p)
+        })
     };
 
     let mut launcher = start();

@@ -304,30 +304,13 @@ fn grpc_loses_no_call_across_20_restarts() {
         .enable_all()
         .build()
         .unwrap();
-    let start = || {
-        let mut c = std::process::Command::new(&grpc);
-        c.arg(format!("127.0.0.1:{port}"))
-            .arg(sb.pid_file())
-            .stdin(std::process::Stdio::null())
-            .current_dir(&sb.dir);
-        std::os::unix::process::CommandExt::process_group(&mut c, 0);
-        sb.start_with(c)
-    };
-    // A generation is up once the pid file names it and it answers.
-    let wait_generation = |except: &[i32]| -> i32 {
-        let mut pid = None;
-        wait_until(T, || {
-            pid = sb
-                .pid_in_file()
-                .filter(|p| !except.contains(p))
-                .filter(|p| {
-                    runtime
-                        .block_on(answering_pid(port))
-                        .is_ok_and(|answered| answered as i32 == *p)
-                });
-            pid.is_some()
-        });
-        pid.unwrap_or_else(|| panic!("no new generation; output: {}", sb.output()))
+    let start = || sb.start_example(&grpc);
+    let wait_generation = |except: &[i32]| {
+        sb.wait_generation(except, T, |p| {
+            runtime
+                .block_on(answering_pid(port))
+                .is_ok_and(|answered| answered as i32 == p)
+        })
     };
 
     let mut launcher = start();

@@ -13,7 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -73,14 +73,7 @@ fn get(config: &Arc<rustls::ClientConfig>, port: u16) -> std::io::Result<(i32, H
 }
 
 fn pid_of(answer: &str) -> std::io::Result<i32> {
-    if !answer.starts_with("HTTP/1.1 200") {
-        return Err(std::io::Error::other(format!("bad answer: {answer:?}")));
-    }
-    answer
-        .lines()
-        .find_map(|l| l.strip_prefix("Server pid: "))
-        .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no pid in {answer:?}")))
+    example_pid(answer)
 }
 
 /// The sandbox's certificate and key, as the example reads them
@@ -137,18 +130,9 @@ impl Server {
     /// Waits for a generation not in `except` to be named by the pid file
     /// and to answer; its pid.
     fn wait_generation(&self, except: &[i32]) -> i32 {
-        let mut pid = None;
-        wait_until(T, || {
-            pid = self
-                .sb
-                .pid_in_file()
-                .filter(|p| !except.contains(p))
-                .filter(|p| {
-                    get(&self.probe, self.sb.port).is_ok_and(|(answered, _)| answered == *p)
-                });
-            pid.is_some()
-        });
-        pid.unwrap_or_else(|| panic!("no new generation; output: {}", self.sb.output()))
+        self.sb.wait_generation(except, T, |p| {
+            get(&self.probe, self.sb.port).is_ok_and(|(answered, _)| answered == p)
+        })
     }
 
     /// TERM to `launcher`, a new one started; the new generation's pid.
@@ -282,33 +266,7 @@ fn keep_alive_loop(
 
 /// One response: its status and whether it said `Connection: close`.
 fn read_response(reader: &mut BufReader<Tls>) -> std::io::Result<(u16, bool)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    let status = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (mut length, mut close) = (0usize, false);
-    loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let h = line.trim_end().to_ascii_lowercase();
-        if h.is_empty() {
-            break;
-        }
-        if let Some(v) = h.strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        close |= h.starts_with("connection:") && h.contains("close");
-    }
-    let mut body = vec![0u8; length.min(4096)];
-    reader.read_exact(&mut body)?;
-    Ok((status, close))
+    common::http::read_response(reader).map(|r| (r.status, r.close))
 }
 
 #[test]

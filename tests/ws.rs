@@ -37,11 +37,7 @@ fn get_pid(port: u16) -> std::io::Result<i32> {
     write!(s, "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")?;
     let mut answer = String::new();
     s.read_to_string(&mut answer)?;
-    answer
-        .lines()
-        .find_map(|l| l.strip_prefix("Server pid: "))
-        .and_then(|p| p.trim().parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no pid in {answer:?}")))
+    example_pid(&answer)
 }
 
 /// What a client saw.
@@ -188,21 +184,11 @@ fn websocket_clients_are_told_to_go_and_move_across_10_restarts() {
     let program = example("ws");
     let sb = Sandbox::new("ws");
     let port = sb.port;
-    let start = || {
-        let mut c = sb.command_of(program.to_str().unwrap());
-        c.arg(format!("127.0.0.1:{port}")).arg(sb.pid_file());
-        sb.start_with(c)
-    };
-    let wait_generation = |except: &[i32]| -> i32 {
-        let mut pid = None;
-        wait_until(T, || {
-            pid = sb
-                .pid_in_file()
-                .filter(|p| !except.contains(p))
-                .filter(|p| get_pid(port).is_ok_and(|answered| answered == *p));
-            pid.is_some()
-        });
-        pid.unwrap_or_else(|| panic!("no new generation; output: {}", sb.output()))
+    let start = || sb.start_example(&program);
+    let wait_generation = |except: &[i32]| {
+        sb.wait_generation(except, T, |p| {
+            get_pid(port).is_ok_and(|answered| answered == p)
+        })
     };
     let mut launcher = start();
     let mut served = vec![wait_generation(&[])];

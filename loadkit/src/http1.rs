@@ -1,8 +1,7 @@
 //! A minimal HTTP/1.1 response reader for the servers the tests and the
 //! benchmark run, which name the pid that answered in their body.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
+use std::io::BufRead;
 
 /// What one response said.
 pub struct Response {
@@ -15,7 +14,8 @@ pub struct Response {
     pub close: bool,
 }
 
-/// Reads one response from a (possibly keep-alive) connection.
+/// Reads one response from a (possibly keep-alive) connection: a
+/// `BufReader` of a TCP stream, of a TLS stream, of anything readable.
 ///
 /// ```no_run
 /// use std::io::{BufReader, Write};
@@ -25,7 +25,7 @@ pub struct Response {
 /// println!("{} from pid {}", r.status, r.pid);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+pub fn read_response(reader: &mut impl BufRead) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());

@@ -117,6 +117,39 @@ impl Sandbox {
         c
     }
 
+    /// Starts an example as its command line says, `EXAMPLE ADDR PIDFILE`
+    /// (127.0.0.1 and this sandbox's port and pid file), in a process
+    /// group of its own.
+    pub(crate) fn start_example(&self, program: &Path) -> Launcher {
+        let mut c = Command::new(program);
+        c.arg(format!("127.0.0.1:{}", self.port))
+            .arg(self.pid_file())
+            .stdin(Stdio::null())
+            .current_dir(&self.dir)
+            .process_group(0);
+        self.start_with(c)
+    }
+
+    /// Waits until the pid file names a generation not in `except` that
+    /// `answers_as_itself` (its server answers with its pid): a
+    /// generation is up. Panics, with the output, if none is in `timeout`.
+    pub(crate) fn wait_generation(
+        &self,
+        except: &[i32],
+        timeout: Duration,
+        answers_as_itself: impl Fn(i32) -> bool,
+    ) -> i32 {
+        let mut pid = None;
+        wait_until(timeout, || {
+            pid = self
+                .pid_in_file()
+                .filter(|p| !except.contains(p))
+                .filter(|p| answers_as_itself(*p));
+            pid.is_some()
+        });
+        pid.unwrap_or_else(|| panic!("no new generation; output: {}", self.output()))
+    }
+
     /// Starts a launcher, as a supervisor would.
     pub(crate) fn start(&self) -> Launcher {
         self.start_with(self.command())
@@ -315,6 +348,19 @@ pub(crate) fn get(port: u16, path: &str, timeout: Duration) -> std::io::Result<i
     let mut body = String::new();
     s.read_to_string(&mut body)?;
     parse_pid(&body)
+}
+
+/// The pid in a whole answer of an example (`Server pid: N` in its body),
+/// which must be a 200.
+pub(crate) fn example_pid(answer: &str) -> std::io::Result<i32> {
+    if !answer.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!("bad answer: {answer:?}")));
+    }
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix("Server pid: "))
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no pid in {answer:?}")))
 }
 
 pub(crate) fn parse_pid(response: &str) -> std::io::Result<i32> {
