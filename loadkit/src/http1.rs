@@ -2,7 +2,6 @@
 //! benchmark run, which name the pid that answered in their body.
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpStream;
 
 /// What one response said.
 pub struct Response {
@@ -15,7 +14,8 @@ pub struct Response {
     pub close: bool,
 }
 
-/// Reads one response from a (possibly keep-alive) connection.
+/// Reads one response from a (possibly keep-alive) connection: a TCP
+/// stream, or a TLS one over it.
 ///
 /// ```no_run
 /// use std::io::{BufReader, Write};
@@ -25,7 +25,7 @@ pub struct Response {
 /// println!("{} from pid {}", r.status, r.pid);
 /// # Ok::<(), std::io::Error>(())
 /// ```
-pub fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<Response> {
+pub fn read_response<R: Read>(reader: &mut BufReader<R>) -> std::io::Result<Response> {
     let mut line = String::new();
     if reader.read_line(&mut line)? == 0 {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
