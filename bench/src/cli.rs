@@ -136,17 +136,19 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 500)]
     lead_ms: u64,
 
-    /// Connections of wrk, h2load or hyper's client
+    /// Connections of wrk, h2load, hyper's client or tonic's client
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..))]
     connections: u64,
 
-    /// Streams in flight per HTTP/2 connection
+    /// Streams in flight per HTTP/2 connection (gRPC: loops of unary
+    /// calls per connection)
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..))]
     streams: u64,
 
-    /// Built-in keep-alive probes (1 ms apart) next to wrk or h2load
+    /// Built-in keep-alive probes (1 ms apart) next to the load; like the
+    /// loops below, over TLS to a TLS server, gRPC calls to a gRPC one
     #[arg(long, value_name = "N", default_value_t = 2)]
     probes: usize,
 
