@@ -20,7 +20,11 @@
 //! The load is wrk (HTTP/1.1 keep-alive) and hyper's HTTP/2 client, h2load
 //! (HTTP/2 with prior knowledge) on request, the built-in clients when wrk
 //! is missing (it says so), plus the built-in probes, new-connection and
-//! slow-request loops.
+//! slow-request loops. `--servers tls` (the TLS example, beside
+//! `plain-tls`) is loaded over HTTPS and TLS and counts the sessions saved
+//! before a restart that resume after it; `--servers grpc` (beside
+//! `plain-grpc`) with tonic's client; `--servers actix` with the HTTP/1.1
+//! load.
 //!
 //! ```text
 //! cargo run --release -p seamless-bench      # with and without seamless, side by side
