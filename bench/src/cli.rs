@@ -12,6 +12,9 @@ use crate::servers::{Protocol, Server};
 pub(crate) struct Args {
     pub(crate) servers: Vec<Server>,
     pub(crate) protocols: Vec<Protocol>,
+    /// `--protocols` was given: every server runs each of them it speaks;
+    /// else each runs its own default loads ([`Server::default_loads`]).
+    pub(crate) protocols_given: bool,
     pub(crate) restarts: usize,
     /// Length of one restart cycle in whole seconds (wrk's `-d` has no
     /// finer unit): each cycle is one run of the load tool with one
@@ -92,6 +95,8 @@ pub(crate) enum Command {
   demo --targets --protocols h1,h2,h2-hyper         the full report and the targets
   demo --servers axum,testd,plain-axum --restarts 100 --json bench.json --svg bench.svg
   demo --servers axum,testd --startup-only          the start-up time alone
+  demo --servers tls,plain-tls --compare-rounds 3   HTTPS: wrk, h2load, sessions resumed
+  demo --servers grpc,plain-grpc --compare-rounds 3 gRPC: tonic unary calls and streams
   demo --soak 10m --restart-every 1s                growth over hundreds of restarts
   demo --conns 10000 --restarts 20                  held connections")]
 struct Cli {
@@ -99,14 +104,21 @@ struct Cli {
     mode: Option<Mode>,
 
     /// Servers to restart: axum (the example, seamless), plain-axum (its
-    /// handler under plain axum::serve), actix (the actix-web example),
-    /// testd, testd-reuseport, testd-naive. Default: axum,plain-axum (in
-    /// soak mode, axum)
+    /// handler under plain axum::serve), tls (the TLS example; loads over
+    /// HTTPS and TLS, and the share of sessions resumed across restarts),
+    /// plain-tls (its handler under axum and tokio-rustls), grpc (the
+    /// tonic example; a gRPC load), plain-grpc (its service under plain
+    /// hyper), actix (the actix-web example, HTTP/1.1), testd,
+    /// testd-reuseport, testd-naive. Default: axum,plain-axum (in soak
+    /// mode, axum)
     #[arg(long, value_delimiter = ',', value_parser = server, value_name = "LIST")]
     servers: Vec<Server>,
 
-    /// Loads: h1 (wrk, or the built-in clients), h2 (h2load), h2-hyper
-    /// (hyper's HTTP/2 client). Default: h1,h2-hyper
+    /// Loads: h1 (wrk, or the built-in clients; over HTTPS for tls), h2
+    /// (h2load; over TLS with ALPN h2 for tls), h2-hyper (hyper's HTTP/2
+    /// client, cleartext), grpc (tonic's client). Each server runs those
+    /// it speaks. Default: each server's own: h1,h2-hyper for axum, h1,h2
+    /// for tls, grpc for grpc, h1 for the others
     #[arg(long, value_delimiter = ',', value_parser = protocol, value_name = "LIST")]
     protocols: Vec<Protocol>,
 
@@ -124,17 +136,19 @@ struct Cli {
     #[arg(long, value_name = "MS", default_value_t = 500)]
     lead_ms: u64,
 
-    /// Connections of wrk, h2load or hyper's client
+    /// Connections of wrk, h2load, hyper's client or tonic's client
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u64).range(1..))]
     connections: u64,
 
-    /// Streams in flight per HTTP/2 connection
+    /// Streams in flight per HTTP/2 connection (gRPC: loops of unary
+    /// calls per connection)
     #[arg(long, value_name = "N", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..))]
     streams: u64,
 
-    /// Built-in keep-alive probes (1 ms apart) next to wrk or h2load
+    /// Built-in keep-alive probes (1 ms apart) next to the load; like the
+    /// loops below, over TLS to a TLS server, gRPC calls to a gRPC one
     #[arg(long, value_name = "N", default_value_t = 2)]
     probes: usize,
 
@@ -164,8 +178,9 @@ struct Cli {
     #[arg(long)]
     targets: bool,
 
-    /// Rounds of steady throughput, the axum example against plain
-    /// axum::serve (default 0, or 5 with --targets)
+    /// Rounds of steady throughput, each example among --servers (axum,
+    /// tls, grpc) against its handler without seamless (default 0, or 5
+    /// with --targets)
     #[arg(long, value_name = "N")]
     compare_rounds: Option<usize>,
 
@@ -253,11 +268,8 @@ fn resolve(cli: Cli) -> Command {
         } else {
             vec![Server::Axum, Server::PlainAxum]
         },
-        protocols: if cli.protocols.is_empty() {
-            vec![Protocol::Http1, Protocol::Http2Hyper]
-        } else {
-            cli.protocols
-        },
+        protocols: Vec::new(),
+        protocols_given: !cli.protocols.is_empty(),
         restarts: cli.restarts,
         interval_s: cli.interval_s,
         lead: Duration::from_millis(cli.lead_ms),
@@ -294,11 +306,26 @@ fn resolve(cli: Cli) -> Command {
         hold: false,
         out: cli.out,
     };
+    a.protocols = if a.protocols_given {
+        cli.protocols
+    } else {
+        // The servers' own loads, in the order h1, h2, h2-hyper, gRPC.
+        [
+            Protocol::Http1,
+            Protocol::Http2,
+            Protocol::Http2Hyper,
+            Protocol::Grpc,
+        ]
+        .into_iter()
+        .filter(|p| a.servers.iter().any(|s| s.default_loads().contains(p)))
+        .collect()
+    };
     if let Some(n) = a.conns {
         // Scale: the example over HTTP/1.1, wrk's connections held
         // throughout; nothing else measured.
         a.servers = vec![Server::Axum];
         a.protocols = vec![Protocol::Http1];
+        a.protocols_given = true;
         a.connections = n;
         a.wrk_threads = 2;
         a.hold = true;
@@ -310,15 +337,20 @@ fn resolve(cli: Cli) -> Command {
 }
 
 fn server(s: &str) -> Result<Server, String> {
-    Server::parse(s).ok_or_else(|| {
-        format!(
-            "unknown server {s:?} (axum, plain-axum, actix, testd, testd-reuseport, testd-naive)"
-        )
-    })
+    Server::parse(s)
+        .ok_or_else(|| format!("unknown server {s:?} ({})", crate::servers::SERVER_NAMES))
 }
 
 fn protocol(s: &str) -> Result<Protocol, String> {
-    Protocol::parse(s).ok_or_else(|| format!("unknown protocol {s:?} (h1, h2, h2-hyper)"))
+    Protocol::parse(s).ok_or_else(|| format!("unknown protocol {s:?} (h1, h2, h2-hyper, grpc)"))
+}
+
+impl Args {
+    /// Whether `server` runs under `protocol`'s load.
+    pub(crate) fn runs(&self, server: Server, protocol: Protocol) -> bool {
+        server.speaks(protocol)
+            && (self.protocols_given || server.default_loads().contains(&protocol))
+    }
 }
 
 /// `10m`, `90s`, `1500ms`, `1h` or a bare number of seconds.
@@ -411,6 +443,7 @@ mod tests {
         .unwrap();
         assert_eq!(a.servers.len(), 5);
         assert_eq!(a.protocols.len(), 3);
+        assert!(a.protocols_given);
         assert_eq!(
             (a.restarts, a.interval_s, a.lead),
             (3, 4, Duration::from_millis(700))
@@ -438,6 +471,35 @@ mod tests {
         );
         assert_eq!(scale.wrk_timeout_s, Some(10));
         assert!(args(&["--startup-only"]).unwrap().startup_samples == 30);
+    }
+
+    #[test]
+    fn each_server_runs_its_own_loads_unless_told() {
+        let a = args(&["--servers", "tls,grpc,actix,plain-tls,plain-grpc"]).unwrap();
+        assert_eq!(
+            a.protocols,
+            [Protocol::Http1, Protocol::Http2, Protocol::Grpc]
+        );
+        assert!(a.runs(Server::Tls, Protocol::Http1) && a.runs(Server::Tls, Protocol::Http2));
+        assert!(!a.runs(Server::Tls, Protocol::Grpc) && !a.runs(Server::Actix, Protocol::Http2));
+        assert!(a.runs(Server::Grpc, Protocol::Grpc) && !a.runs(Server::Grpc, Protocol::Http1));
+        assert!(a.runs(Server::PlainTls, Protocol::Http2));
+        let told = args(&["--servers", "axum,tls", "--protocols", "h2,h2-hyper"]).unwrap();
+        assert!(
+            told.runs(Server::Axum, Protocol::Http2) && told.runs(Server::Tls, Protocol::Http2)
+        );
+        assert!(
+            !told.runs(Server::Tls, Protocol::Http2Hyper),
+            "hyper's client is cleartext"
+        );
+        assert!(args(&["--servers", "grpc,tls"]).is_ok());
+        let unknown = args(&["--servers", "nginx"])
+            .err()
+            .expect("refused")
+            .to_string();
+        for name in ["tls", "plain-tls", "grpc", "plain-grpc", "actix"] {
+            assert!(unknown.contains(name), "{unknown}");
+        }
     }
 
     #[test]

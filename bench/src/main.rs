@@ -20,7 +20,11 @@
 //! The load is wrk (HTTP/1.1 keep-alive) and hyper's HTTP/2 client, h2load
 //! (HTTP/2 with prior knowledge) on request, the built-in clients when wrk
 //! is missing (it says so), plus the built-in probes, new-connection and
-//! slow-request loops.
+//! slow-request loops. `--servers tls` (the TLS example, beside
+//! `plain-tls`) is loaded over HTTPS and TLS and counts the sessions saved
+//! before a restart that resume after it; `--servers grpc` (beside
+//! `plain-grpc`) with tonic's client; `--servers actix` with the HTTP/1.1
+//! load.
 //!
 //! ```text
 //! cargo run --release -p seamless-bench      # with and without seamless, side by side
@@ -132,7 +136,7 @@ fn main() {
         .protocols
         .iter()
         .flat_map(|&p| args.servers.iter().map(move |&s| (s, p)))
-        .filter(|(s, p)| s.speaks(*p))
+        .filter(|(s, p)| args.runs(*s, *p))
         .collect();
     let mut runs = Vec::new();
     let mut skipped = Vec::new();
@@ -161,18 +165,29 @@ fn main() {
         }
     }
     let mut comparisons = Vec::new();
-    if args.compare_rounds > 0 && args.servers.contains(&Server::Axum) {
-        for &protocol in &args.protocols {
-            progress::phase(format!(
-                "steady throughput, {}, against plain axum::serve",
-                protocol.name()
-            ));
-            match run::compare(&args, &bins, tools, protocol) {
-                Ok(c) => comparisons.push(c),
-                Err(reason) => progress::note(&format!(
-                    "no throughput comparison for {}: {reason}",
-                    protocol.name()
-                )),
+    if args.compare_rounds > 0 {
+        for &server in &args.servers {
+            let Some(plain) = server.plain() else {
+                continue;
+            };
+            for &protocol in &args.protocols {
+                if !args.runs(server, protocol) {
+                    continue;
+                }
+                progress::phase(format!(
+                    "steady throughput, {} {}, against {}",
+                    server.name(),
+                    protocol.name(),
+                    plain.name()
+                ));
+                match run::compare(&args, &bins, tools, server, protocol) {
+                    Ok(c) => comparisons.push(c),
+                    Err(reason) => progress::note(&format!(
+                        "no throughput comparison for {} {}: {reason}",
+                        server.name(),
+                        protocol.name()
+                    )),
+                }
             }
         }
     }
@@ -204,7 +219,7 @@ fn main() {
         },
         runs,
         skipped,
-        throughput_against_plain_axum: comparisons,
+        throughput_against_plain: comparisons,
         startup,
     };
     progress::clear();
@@ -316,11 +331,30 @@ fn load_description(args: &cli::Args, tools: load::Tools) -> String {
                 "HTTP/2 from hyper's client, {} connections of {} streams",
                 args.connections, args.streams
             ),
+            Protocol::Grpc => format!(
+                "gRPC from tonic's client, {} connections of {} unary-call loops and 2 callers of 2 s streams",
+                args.connections, args.streams
+            ),
         });
     }
+    let (tls, grpc) = (
+        args.servers.iter().any(|s| s.tls()),
+        args.servers.iter().any(|s| s.grpc()),
+    );
+    let speaking = match (tls, grpc) {
+        (true, true) => " (over TLS to a TLS server, gRPC calls to a gRPC one)",
+        (true, false) => " (over TLS to a TLS server)",
+        (false, true) => " (gRPC calls to a gRPC server)",
+        (false, false) => "",
+    };
     format!(
-        "{}; with each, {} keep-alive probes, {} new-connection loops and {} loops of slow ({} ms) requests",
+        "{}{}; with each, {} keep-alive probes, {} new-connection loops and {} loops of slow ({} ms) requests{speaking}",
         parts.join("; "),
+        if tls {
+            " (wrk over HTTPS and h2load over TLS with ALPN h2 to a TLS server)"
+        } else {
+            ""
+        },
         args.probes,
         args.newconn,
         args.slow,

@@ -115,6 +115,14 @@ pub(crate) struct RunFigures {
     /// When the load's connections were held through the whole run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) held: Option<Held>,
+    /// Requests the load sent again because the server provably had not
+    /// processed them (hyper's HTTP/2 client, the gRPC load): not failures.
+    pub(crate) resent: u64,
+    /// gRPC server streams that ran to their end.
+    pub(crate) streams: u64,
+    /// For a TLS server: sessions saved before a restart, resumed after.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) resumption: Option<Resumption>,
     #[serde(skip)]
     pub(crate) series: Series,
 }
@@ -131,6 +139,46 @@ pub(crate) struct Held {
     pub(crate) listen_after: Option<ListenCounters>,
 }
 
+/// TLS sessions across restarts: a client that saved its session on the
+/// generation about to be replaced offers it to the next one.
+#[derive(Serialize, Clone, Copy, Default, Debug)]
+pub(crate) struct Resumption {
+    /// Sessions saved before a restart and offered to a new generation.
+    pub(crate) offered: usize,
+    /// Of those, the handshakes that resumed.
+    pub(crate) resumed: usize,
+    /// Restarts after which no new generation answered the offer within
+    /// 3 s (not counted as offered).
+    pub(crate) no_new_generation: usize,
+}
+
+impl Resumption {
+    /// Offers the session `client` saved on `old_pid` until a generation
+    /// other than `old_pid` answers (3 s at most); counts how it went.
+    pub(crate) fn offer(
+        &mut self,
+        client: &std::sync::Arc<tokio_rustls::rustls::ClientConfig>,
+        port: u16,
+        old_pid: u32,
+    ) {
+        let began = std::time::Instant::now();
+        while began.elapsed() < std::time::Duration::from_secs(3) {
+            // An answer from the old generation (still accepting: no
+            // handover) spent one ticket there; the next try offers the
+            // other one the server gave.
+            if let Ok((pid, resumed)) = crate::load::builtin::tls_get(client, port) {
+                if pid != old_pid {
+                    self.offered += 1;
+                    self.resumed += usize::from(resumed);
+                    return;
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.no_new_generation += 1;
+    }
+}
+
 /// The fields of `RunFigures` that describe the run rather than measure it.
 pub(crate) struct Labels {
     pub(crate) server: &'static str,
@@ -142,6 +190,7 @@ pub(crate) struct Labels {
     pub(crate) launcher: Option<(u64, u64)>,
     pub(crate) daemon: Option<(u64, u64)>,
     pub(crate) held: Option<Held>,
+    pub(crate) resumption: Option<Resumption>,
 }
 
 pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
@@ -345,6 +394,9 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
         daemon: memory(labels.daemon),
         unfinished_at_tool_end: rec.slices.iter().map(|s| s.unfinished).sum(),
         held: labels.held,
+        resent: rec.slices.iter().map(|s| s.resent).sum(),
+        streams: rec.slices.iter().map(|s| s.streams).sum(),
+        resumption: labels.resumption,
         series,
     }
 }

@@ -32,7 +32,7 @@ pub(crate) struct Report {
     pub(crate) settings: Settings,
     pub(crate) runs: Vec<RunFigures>,
     pub(crate) skipped: Vec<Skipped>,
-    pub(crate) throughput_against_plain_axum: Vec<Comparison>,
+    pub(crate) throughput_against_plain: Vec<Comparison>,
     pub(crate) startup: Vec<Startup>,
 }
 
@@ -81,6 +81,33 @@ fn kinds(r: &RunFigures) -> String {
 
 fn p99(p: &Percentiles) -> String {
     ms2(p.p99)
+}
+
+/// One line per TLS run: the sessions saved before a restart that resumed
+/// after it.
+pub(crate) fn resumption(runs: &[RunFigures]) -> String {
+    let mut out = String::new();
+    for run in runs {
+        let Some(r) = run.resumption else { continue };
+        writeln!(
+            out,
+            "{}, {}: TLS sessions saved before a restart and offered to the new generation: {} of {} resumed{}",
+            run.server,
+            run.protocol,
+            r.resumed,
+            r.offered,
+            if r.no_new_generation > 0 {
+                format!(
+                    " ({} restarts with no new generation answering within 3 s, not counted)",
+                    r.no_new_generation
+                )
+            } else {
+                String::new()
+            }
+        )
+        .unwrap();
+    }
+    out
 }
 
 /// One line per server: the start-up time with and without the split.
@@ -188,16 +215,18 @@ pub(crate) fn text(r: &Report) -> String {
         )
         .unwrap();
     }
-    if !r.throughput_against_plain_axum.is_empty() {
+    if !r.throughput_against_plain.is_empty() {
         writeln!(w).unwrap();
-        writeln!(w, "Steady throughput, no restarts: the axum example under seamless against its handler under plain `axum::serve`, alternating rounds (medians; each ratio is the median of the rounds' ratios). CPU is the serving process's own (user + system, all threads) per answered request; the CPU ratio is plain's over the example's, so 1.000 means the same cost and above 0.97 means within 3%:").unwrap();
+        writeln!(w, "Steady throughput, no restarts: each example under seamless against its handler without seamless (plain `axum::serve`, axum over tokio-rustls, tonic under plain hyper), alternating rounds (medians; each ratio is the median of the rounds' ratios). CPU is the serving process's own (user + system, all threads) per answered request; the CPU ratio is plain's over the example's, so 1.000 means the same cost and above 0.97 means within 3%:").unwrap();
         writeln!(w).unwrap();
-        writeln!(w, "| protocol | load | rounds | axum example req/s | plain axum::serve req/s | ratio | axum example CPU µs/req | plain CPU µs/req | CPU ratio | failed |").unwrap();
-        writeln!(w, "|{}", " --- |".repeat(10)).unwrap();
-        for c in &r.throughput_against_plain_axum {
+        writeln!(w, "| server | without seamless | protocol | load | rounds | req/s with | req/s without | ratio | CPU µs/req with | CPU µs/req without | CPU ratio | failed |").unwrap();
+        writeln!(w, "|{}", " --- |".repeat(12)).unwrap();
+        for c in &r.throughput_against_plain {
             writeln!(
                 w,
-                "| {} | {}, {} s | {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {}, {} s | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.server,
+                c.plain,
                 c.protocol,
                 c.tool,
                 c.seconds_per_round,
@@ -234,6 +263,7 @@ pub(crate) fn text(r: &Report) -> String {
         )
         .unwrap();
     }
+    w.push_str(&resumption(&r.runs));
     w.push_str(&startup(&r.startup));
     writeln!(w).unwrap();
     targets(w, r);
@@ -295,11 +325,13 @@ fn targets(w: &mut String, r: &Report) {
         )
         .unwrap();
     }
-    for c in &r.throughput_against_plain_axum {
+    for c in &r.throughput_against_plain {
         writeln!(
             w,
-            "- {}: steady throughput within 3% of plain axum::serve: {} (ratio {})",
+            "- {} {}: steady throughput within 3% of {}: {} (ratio {})",
+            c.server,
             c.protocol,
+            c.plain,
             match c.ratio {
                 Some(x) if x >= 0.97 => "met",
                 Some(_) => "NOT MET",

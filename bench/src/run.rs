@@ -1,6 +1,8 @@
-//! The three experiments: a server restarted under load, its steady
-//! throughput against plain `axum::serve`, and its start-up time with and
-//! without the launcher split.
+//! The three experiments: a server restarted under load (for a TLS
+//! server, with the share of sessions saved before each restart that
+//! resume after it), its steady throughput against the same handler
+//! without seamless, and its start-up time with and without the launcher
+//! split.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
@@ -13,11 +15,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::cli::Args;
-use crate::load::builtin::{get_pid, Client, Load, Sample, PROBE_PAUSE};
-use crate::load::{h2load, hyper_h2, wrk, Clock, Slice, Tools};
-use crate::measure::{self, Held, Labels, Recorded, Restart, RunFigures};
+use crate::load::builtin::{get_pid_over, tls_get, Client, Load, Sample, Wire, PROBE_PAUSE};
+use crate::load::{grpc, h2load, hyper_h2, url, wrk, Clock, Slice, Tools};
+use crate::measure::{self, Held, Labels, Recorded, Restart, Resumption, RunFigures};
 use crate::progress;
-use crate::servers::{speaks_h2c, Binaries, Launch, Protocol, Server};
+use crate::servers::{speaks_h2c, Binaries, Protocol, Server};
 use crate::supervision::{
     alive, children, cpu_us, exe, fds, free_port, listen_counters, memory, temp_dir, Group,
     Supervisor,
@@ -30,6 +32,21 @@ enum Tool {
     Wrk(wrk::Running),
     H2load(h2load::Running),
     Hyper(hyper_h2::Running),
+    Grpc(grpc::Running),
+}
+
+/// Callers of 2 s gRPC server streams in the gRPC load.
+const GRPC_STREAM_CALLERS: usize = 2;
+
+/// What the built-in clients speak to `server`.
+pub(crate) fn wire(bins: &Binaries, server: Server) -> Wire {
+    if server.tls() {
+        Wire::Tls(bins.certificate().client(false))
+    } else if server.grpc() {
+        Wire::Grpc
+    } else {
+        Wire::Http
+    }
 }
 
 impl Tool {
@@ -38,6 +55,7 @@ impl Tool {
             Tool::Wrk(t) => t.finish(clock),
             Tool::H2load(t) => t.finish(clock),
             Tool::Hyper(t) => t.finish(clock),
+            Tool::Grpc(t) => t.finish(),
         }
     }
 }
@@ -66,9 +84,11 @@ pub(crate) fn restarts(
         Some(&dir.join("server.pid")),
     );
     let program = std::fs::canonicalize(&launch.program).unwrap_or(launch.program.clone());
+    let wire = wire(bins, server);
+    let target = url(port, server.tls());
     let sup = Supervisor::start(args.builtin_supervisor, &launch, &dir);
-    let (sup, first_pid) = first_answer(sup, server, port, &dir)?;
-    if protocol.is_h2() && !speaks_h2c(port) {
+    let (sup, first_pid) = first_answer(sup, server, port, &wire, &dir)?;
+    if protocol.is_h2() && !server.tls() && !speaks_h2c(port) {
         sup.stop(&[first_pid]);
         let _ = std::fs::remove_dir_all(&dir);
         return Err(format!(
@@ -101,7 +121,7 @@ pub(crate) fn restarts(
         };
         held_wrk = Some(wrk::start_shaped(
             shape,
-            port,
+            &target,
             args.connections,
             seconds,
             script.as_deref(),
@@ -135,6 +155,7 @@ pub(crate) fn restarts(
     // The built-in clients, for the whole run.
     let load = Arc::new(Load {
         port,
+        wire,
         clock,
         stop: Arc::new(AtomicBool::new(false)),
     });
@@ -153,26 +174,28 @@ pub(crate) fn restarts(
     for _ in 0..args.newconn {
         let l = load.clone();
         threads.push(std::thread::spawn(move || {
-            l.oneshot("/", Client::NewConnection)
+            l.oneshot(0, Client::NewConnection)
         }));
     }
-    let slow_path = format!("/?delay={}", args.slow_ms);
     for _ in 0..args.slow {
-        let (l, path) = (load.clone(), slow_path.clone());
-        threads.push(std::thread::spawn(move || l.oneshot(&path, Client::Slow)));
+        let (l, delay_ms) = (load.clone(), args.slow_ms);
+        threads.push(std::thread::spawn(move || {
+            l.oneshot(delay_ms, Client::Slow)
+        }));
     }
     // One cycle per restart: the load tool runs for the cycle, the restart
     // comes `lead` into it.
     let mut slices = Vec::new();
     let mut restarts = Vec::new();
     let mut launchers = HashSet::new();
+    let mut resumption = server.tls().then(Resumption::default);
     let cycle = Duration::from_secs(args.interval_s);
     for i in 0..args.restarts {
         let cycle_began = Instant::now();
         let tool = match protocol {
             _ if held_wrk.is_some() => None,
             Protocol::Http1 if tools.wrk => Some(Tool::Wrk(wrk::start(
-                port,
+                &target,
                 args.connections,
                 args.interval_s,
                 script.as_deref(),
@@ -180,7 +203,7 @@ pub(crate) fn restarts(
                 &clock,
             ))),
             Protocol::Http2 => Some(Tool::H2load(h2load::start(
-                port,
+                &target,
                 args.connections,
                 args.streams,
                 args.interval_s,
@@ -195,9 +218,24 @@ pub(crate) fn restarts(
                 args.interval_s,
                 &clock,
             ))),
+            Protocol::Grpc => Some(Tool::Grpc(grpc::start(
+                port,
+                args.connections,
+                args.streams,
+                GRPC_STREAM_CALLERS,
+                args.interval_s,
+                &clock,
+            ))),
             Protocol::Http1 => None,
         };
         std::thread::sleep(args.lead);
+        // A client that saves its session on the generation about to be
+        // replaced, and offers it to the next one at the end of the cycle.
+        let saved = resumption.as_ref().and_then(|_| {
+            let client = bins.certificate().client(true);
+            let (pid, _) = tls_get(&client, port).ok()?;
+            Some((client, pid))
+        });
         let old_launcher = sup.child_pid();
         launchers.extend(old_launcher);
         let old: Vec<u32> = match old_launcher {
@@ -228,6 +266,9 @@ pub(crate) fn restarts(
                 std::thread::sleep((cycle_began + cycle).saturating_duration_since(Instant::now()))
             }
         }
+        if let (Some(r), Some((client, old_pid))) = (resumption.as_mut(), saved) {
+            r.offer(&client, port, old_pid);
+        }
         progress::update(&format!("restart {} of {}", i + 1, args.restarts));
     }
     if let (Some(h), Some(running)) = (held.as_mut(), held_wrk) {
@@ -253,6 +294,26 @@ pub(crate) fn restarts(
     let _ = std::fs::remove_dir_all(&dir);
 
     let load_desc = match protocol {
+        Protocol::Http1 if server.tls() && tools.wrk => format!(
+            "wrk -t1 -c{} over HTTPS once per restart, {} built-in keep-alive probes over TLS (1 ms apart)",
+            args.connections, args.probes
+        ),
+        Protocol::Http1 if server.tls() => {
+            format!("{} built-in keep-alive clients over TLS", args.connections)
+        }
+        Protocol::Http2 if server.tls() => format!(
+            "h2load -t1 -c{} -m{} over TLS (ALPN h2) once per restart, {} built-in HTTP/1.1 keep-alive probes over TLS (1 ms apart)",
+            args.connections, args.streams, args.probes
+        ),
+        Protocol::Grpc => format!(
+            "tonic's client, {} connections of {} unary-call loops and {} callers of 2 s server streams, once per restart ({} streams complete; {} calls sent again as never processed, not failures), {} built-in gRPC keep-alive probes (1 ms apart)",
+            args.connections,
+            args.streams,
+            GRPC_STREAM_CALLERS,
+            slices.iter().map(|s| s.streams).sum::<u64>(),
+            slices.iter().map(|s| s.resent).sum::<u64>(),
+            args.probes
+        ),
         Protocol::Http1 if held.is_some() => format!(
             "wrk -t{} -c{}{}, one run held through every restart, {} built-in keep-alive probes (1 ms apart)",
             args.wrk_threads,
@@ -278,8 +339,15 @@ pub(crate) fn restarts(
         ),
     };
     let load_desc = format!(
-        "{load_desc}, {} new-connection, {} slow ({} ms) loops",
-        args.newconn, args.slow, args.slow_ms
+        "{load_desc}, {} new-connection, {} slow ({} ms) loops{}",
+        args.newconn,
+        args.slow,
+        args.slow_ms,
+        if server.grpc() {
+            " (SayHello calls)"
+        } else {
+            ""
+        }
     );
     Ok(measure::figures(
         Labels {
@@ -291,6 +359,7 @@ pub(crate) fn restarts(
             launcher: launcher_mem,
             daemon: daemon_mem,
             held,
+            resumption,
         },
         Recorded {
             samples,
@@ -314,11 +383,12 @@ pub(crate) fn first_answer(
     sup: Supervisor,
     server: Server,
     port: u16,
+    wire: &Wire,
     dir: &Path,
 ) -> Result<(Supervisor, u32), String> {
     let began = Instant::now();
     loop {
-        if let Some(pid) = get_pid(port) {
+        if let Some(pid) = get_pid_over(port, wire) {
             return Ok((sup, pid));
         }
         if began.elapsed() > Duration::from_secs(20) {
@@ -388,6 +458,9 @@ fn trace(
 
 #[derive(Serialize)]
 pub(crate) struct Comparison {
+    /// The server under seamless, and the same handler without it.
+    pub(crate) server: &'static str,
+    pub(crate) plain: &'static str,
     pub(crate) protocol: &'static str,
     pub(crate) tool: String,
     pub(crate) seconds_per_round: u64,
@@ -412,15 +485,20 @@ pub(crate) struct Comparison {
     pub(crate) failed: u64,
 }
 
-/// Steady throughput of the axum example (seamless on, no restarts) and of
-/// the same handler under plain `axum::serve`, in alternating rounds with
+/// Steady throughput of `server` (seamless on, no restarts: the axum, TLS
+/// or gRPC example) and of the same handler without seamless (plain
+/// `axum::serve`, `plain-tls`, `plain-grpc`), in alternating rounds with
 /// the same load, one server at a time.
 pub(crate) fn compare(
     args: &Args,
     bins: &Binaries,
     tools: Tools,
+    server: Server,
     protocol: Protocol,
 ) -> Result<Comparison, Skip> {
+    let plain = server
+        .plain()
+        .ok_or_else(|| format!("{} has no plain twin", server.name()))?;
     if protocol == Protocol::Http2 && !tools.h2load {
         return Err("h2load is not installed".into());
     }
@@ -433,8 +511,21 @@ pub(crate) fn compare(
             "hyper's HTTP/2 client, {} connections of {} streams",
             args.connections, args.streams
         ),
+        Protocol::Grpc => format!(
+            "tonic's client, {} connections of {} unary-call loops, {} stream callers",
+            args.connections, args.streams, GRPC_STREAM_CALLERS
+        ),
     };
+    let tool = if server.tls() {
+        format!("{tool} over TLS")
+    } else {
+        tool
+    };
+    let wire = wire(bins, server);
+    let target_of = |port| url(port, server.tls());
     let mut c = Comparison {
+        server: server.name(),
+        plain: plain.name(),
         protocol: protocol.name(),
         tool,
         seconds_per_round: args.compare_s,
@@ -455,15 +546,15 @@ pub(crate) fn compare(
             let port = free_port();
             let addr = format!("127.0.0.1:{port}");
             let launch = if example {
-                Server::Axum.launch(bins, &addr, Some(&dir.join("axum.pid")))
+                server.launch(bins, &addr, Some(&dir.join("server.pid")))
             } else {
-                Launch::plain_axum(&addr)
+                plain.launch(bins, &addr, None)
             };
             let _server = Group::spawn(&launch);
             let began = Instant::now();
             // The process that serves: the daemon, or the plain server.
             let serving = loop {
-                if let Some(pid) = get_pid(port) {
+                if let Some(pid) = get_pid_over(port, &wire) {
                     break pid;
                 }
                 if began.elapsed() > Duration::from_secs(10) {
@@ -471,15 +562,11 @@ pub(crate) fn compare(
                 }
                 std::thread::sleep(Duration::from_millis(5));
             };
-            if protocol.is_h2() && !speaks_h2c(port) {
+            if protocol.is_h2() && !server.tls() && !speaks_h2c(port) {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(format!(
-                    "the {} does not speak HTTP/2 with prior knowledge",
-                    if example {
-                        "axum example"
-                    } else {
-                        "comparison server"
-                    }
+                    "{} does not speak HTTP/2 with prior knowledge",
+                    if example { server.name() } else { plain.name() }
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -487,13 +574,20 @@ pub(crate) fn compare(
             let cpu_before = cpu_us(serving);
             let (answered, failed) = match protocol {
                 Protocol::Http1 if tools.wrk => {
-                    let s = wrk::start(port, args.connections, args.compare_s, None, &dir, &clock)
-                        .finish(&clock);
+                    let s = wrk::start(
+                        &target_of(port),
+                        args.connections,
+                        args.compare_s,
+                        None,
+                        &dir,
+                        &clock,
+                    )
+                    .finish(&clock);
                     (s.answered, s.failed())
                 }
                 Protocol::Http2 => {
                     let s = h2load::start(
-                        port,
+                        &target_of(port),
                         args.connections,
                         args.streams,
                         args.compare_s,
@@ -515,7 +609,19 @@ pub(crate) fn compare(
                     .finish(&clock);
                     (s.answered, s.failed())
                 }
-                Protocol::Http1 => builtin_keepalive(port, args.connections, args.compare_s),
+                Protocol::Grpc => {
+                    let s = grpc::start(
+                        port,
+                        args.connections,
+                        args.streams,
+                        GRPC_STREAM_CALLERS,
+                        args.compare_s,
+                        &clock,
+                    )
+                    .finish();
+                    (s.answered, s.failed())
+                }
+                Protocol::Http1 => builtin_keepalive(port, &wire, args.connections, args.compare_s),
             };
             let cpu_per_request = cpu_before
                 .zip(cpu_us(serving))
@@ -559,9 +665,10 @@ fn median_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
 
 /// (answered, failed) by `connections` built-in keep-alive clients in
 /// `seconds`.
-fn builtin_keepalive(port: u16, connections: usize, seconds: u64) -> (u64, u64) {
+fn builtin_keepalive(port: u16, wire: &Wire, connections: usize, seconds: u64) -> (u64, u64) {
     let load = Arc::new(Load {
         port,
+        wire: wire.clone(),
         clock: Clock::new(),
         stop: Arc::new(AtomicBool::new(false)),
     });

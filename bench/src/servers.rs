@@ -1,19 +1,25 @@
 //! The servers the benchmark runs: the axum example (`examples/axum.rs`),
-//! the actix-web example (`examples/actix.rs`, built on first use),
-//! `testd` (the integration tests' std server, which drains politely by
-//! hand) and its variants, and the comparison server: the example's
-//! handler under plain `axum::serve`, without seamless.
+//! the actix-web, TLS and gRPC examples (`examples/actix.rs`, `tls.rs`,
+//! `grpc.rs`, built on first use), `testd` (the integration tests' std
+//! server, which drains politely by hand) and its variants, and the
+//! comparison servers, each the same handler without seamless: plain
+//! `axum::serve`, plain axum over tokio-rustls (`plain-tls`) and the gRPC
+//! service under plain hyper (`plain-grpc`). The TLS servers are given one
+//! certificate for the whole run, made here, which the TLS clients trust.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::Query;
 use axum::routing::get;
 use axum::Router;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Server {
@@ -34,7 +40,23 @@ pub(crate) enum Server {
     /// `axum::serve`, no seamless): TERM begins axum's graceful shutdown,
     /// the supervisor starts the next one once it has exited.
     PlainAxum,
+    /// `examples/tls.rs`: the axum example over HTTPS, session-ticket keys
+    /// handed to each next generation.
+    Tls,
+    /// `plain-tls` (`bench/src/bin/plain_tls.rs`): the same handler under
+    /// plain axum and tokio-rustls, no seamless, rustls's own ticketer.
+    PlainTls,
+    /// `examples/grpc.rs`: a tonic service (unary and server-streaming)
+    /// under `seamless::hyper::serve`.
+    Grpc,
+    /// `plain-grpc` (`bench/src/bin/plain_grpc.rs`): the same service
+    /// under plain hyper, no seamless.
+    PlainGrpc,
 }
+
+/// The names `--servers` takes, for messages.
+pub(crate) const SERVER_NAMES: &str =
+    "axum, plain-axum, tls, plain-tls, grpc, plain-grpc, actix, testd, testd-reuseport, testd-naive";
 
 impl Server {
     pub(crate) fn parse(s: &str) -> Option<Server> {
@@ -45,6 +67,10 @@ impl Server {
             "testd-reuseport" => Server::TestdReuseport,
             "testd-naive" => Server::TestdNaive,
             "plain-axum" => Server::PlainAxum,
+            "tls" => Server::Tls,
+            "plain-tls" => Server::PlainTls,
+            "grpc" => Server::Grpc,
+            "plain-grpc" => Server::PlainGrpc,
             _ => return None,
         })
     }
@@ -57,16 +83,64 @@ impl Server {
             Server::TestdReuseport => "testd, reuseport",
             Server::TestdNaive => "testd, seamless off",
             Server::PlainAxum => "plain axum::serve",
+            Server::Tls => "TLS example",
+            Server::PlainTls => "plain axum+rustls",
+            Server::Grpc => "gRPC example",
+            Server::PlainGrpc => "plain tonic+hyper",
         }
     }
 
+    /// Whether this server can be measured with `protocol`'s load: the
+    /// TLS servers with wrk over HTTPS and h2load over TLS (hyper's
+    /// HTTP/2 client speaks cleartext only), the gRPC servers with the
+    /// gRPC load only.
     pub(crate) fn speaks(self, protocol: Protocol) -> bool {
-        protocol == Protocol::Http1 || matches!(self, Server::Axum | Server::PlainAxum)
+        match self {
+            Server::Axum | Server::PlainAxum => protocol != Protocol::Grpc,
+            Server::Tls | Server::PlainTls => {
+                matches!(protocol, Protocol::Http1 | Protocol::Http2)
+            }
+            Server::Grpc | Server::PlainGrpc => protocol == Protocol::Grpc,
+            _ => protocol == Protocol::Http1,
+        }
+    }
+
+    /// The loads this server runs when `--protocols` is not given.
+    pub(crate) fn default_loads(self) -> &'static [Protocol] {
+        match self {
+            Server::Axum | Server::PlainAxum => &[Protocol::Http1, Protocol::Http2Hyper],
+            Server::Tls | Server::PlainTls => &[Protocol::Http1, Protocol::Http2],
+            Server::Grpc | Server::PlainGrpc => &[Protocol::Grpc],
+            _ => &[Protocol::Http1],
+        }
     }
 
     /// Whether a launcher stands between the supervisor and the server.
     pub(crate) fn seamless(self) -> bool {
-        !matches!(self, Server::TestdNaive | Server::PlainAxum)
+        !matches!(
+            self,
+            Server::TestdNaive | Server::PlainAxum | Server::PlainTls | Server::PlainGrpc
+        )
+    }
+
+    /// Whether it speaks TLS (the benchmark's clients then do too).
+    pub(crate) fn tls(self) -> bool {
+        matches!(self, Server::Tls | Server::PlainTls)
+    }
+
+    /// Whether it serves gRPC (the benchmark's clients then call it).
+    pub(crate) fn grpc(self) -> bool {
+        matches!(self, Server::Grpc | Server::PlainGrpc)
+    }
+
+    /// The same handler without seamless, for the steady throughput.
+    pub(crate) fn plain(self) -> Option<Server> {
+        match self {
+            Server::Axum => Some(Server::PlainAxum),
+            Server::Tls => Some(Server::PlainTls),
+            Server::Grpc => Some(Server::PlainGrpc),
+            _ => None,
+        }
     }
 
     /// The command line that runs this server on `addr`; `pid_file` None
@@ -88,6 +162,26 @@ impl Server {
                 env: Vec::new(),
             },
             Server::PlainAxum => Launch::plain_axum(addr),
+            Server::Tls => Launch {
+                program: bins.example("tls"),
+                args: vec![addr.into(), pid_file],
+                env: bins.certificate().env(),
+            },
+            Server::PlainTls => Launch {
+                program: bins.bench_bin("plain-tls"),
+                args: vec![addr.into()],
+                env: bins.certificate().env(),
+            },
+            Server::Grpc => Launch {
+                program: bins.example("grpc"),
+                args: vec![addr.into(), pid_file],
+                env: Vec::new(),
+            },
+            Server::PlainGrpc => Launch {
+                program: bins.bench_bin("plain-grpc"),
+                args: vec![addr.into()],
+                env: Vec::new(),
+            },
             _ => {
                 let mut env = vec![
                     ("TESTD_ADDR".to_owned(), addr.to_owned()),
@@ -115,6 +209,8 @@ pub(crate) enum Protocol {
     /// The same, load from hyper's HTTP/2 client, which sends again what a
     /// GOAWAY left unprocessed, as RFC 9113 provides.
     Http2Hyper,
+    /// gRPC: tonic's client, unary calls and server streams of 2 s.
+    Grpc,
 }
 
 impl Protocol {
@@ -123,6 +219,7 @@ impl Protocol {
             "h1" | "http1" | "http/1.1" => Some(Protocol::Http1),
             "h2" | "h2c" | "http2" => Some(Protocol::Http2),
             "h2-hyper" => Some(Protocol::Http2Hyper),
+            "grpc" => Some(Protocol::Grpc),
             _ => None,
         }
     }
@@ -137,6 +234,7 @@ impl Protocol {
             Protocol::Http1 => "HTTP/1.1",
             Protocol::Http2 => "HTTP/2",
             Protocol::Http2Hyper => "HTTP/2, hyper client",
+            Protocol::Grpc => "gRPC",
         }
     }
 }
@@ -173,9 +271,98 @@ pub(crate) const PLAIN_AXUM: &str = "serve-plain-axum";
 pub(crate) struct Binaries {
     pub(crate) axum: PathBuf,
     pub(crate) testd: PathBuf,
+    /// The TLS servers' certificate, made on first use.
+    certificate: OnceLock<Certificate>,
+}
+
+impl Drop for Binaries {
+    fn drop(&mut self) {
+        if let Some(c) = self.certificate.get() {
+            let _ = std::fs::remove_dir_all(&c.dir);
+        }
+    }
+}
+
+/// One self-signed certificate for `localhost`, in PEM files that the TLS
+/// example and `plain-tls` read (`TLS_CERT_FILE`, `TLS_KEY_FILE`), so that
+/// every generation shows the same one and the clients trust it.
+pub(crate) struct Certificate {
+    pub(crate) der: CertificateDer<'static>,
+    dir: PathBuf,
+}
+
+impl Certificate {
+    fn new() -> Certificate {
+        let dir = crate::supervision::temp_dir("certificate");
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a self-signed certificate");
+        std::fs::write(dir.join("cert.pem"), made.cert.pem()).expect("write cert.pem");
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())
+            .expect("write key.pem");
+        Certificate {
+            der: made.cert.der().clone(),
+            dir,
+        }
+    }
+
+    fn env(&self) -> Vec<(String, String)> {
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        vec![
+            ("TLS_CERT_FILE".into(), file("cert.pem")),
+            ("TLS_KEY_FILE".into(), file("key.pem")),
+        ]
+    }
+
+    /// A rustls client (HTTP/1.1 by ALPN) that trusts this certificate;
+    /// with `resume`, it keeps the session tickets it is given and offers
+    /// them on its next handshake.
+    pub(crate) fn client(&self, resume: bool) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.der.clone()).expect("our certificate");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("ring's protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if !resume {
+            config.resumption = rustls::client::Resumption::disabled();
+        }
+        Arc::new(config)
+    }
 }
 
 impl Binaries {
+    /// The TLS servers' certificate.
+    pub(crate) fn certificate(&self) -> &Certificate {
+        self.certificate.get_or_init(Certificate::new)
+    }
+
+    /// This package's binary `name` (`plain-tls`, `plain-grpc`), built now
+    /// if need be with our profile: `cargo run` builds only the benchmark.
+    pub(crate) fn bench_bin(&self, name: &str) -> PathBuf {
+        let path = self.testd.with_file_name(name);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "--manifest-path", manifest]);
+        build.args(["-p", "seamless-bench", "--bin", name]);
+        if self
+            .testd
+            .parent()
+            .is_some_and(|dir| dir.ends_with("release"))
+        {
+            build.arg("--release");
+        }
+        let built = build.status().is_ok_and(|s| s.success());
+        if !built && !path.exists() {
+            eprintln!("demo: cannot build {name}");
+            std::process::exit(1)
+        }
+        path
+    }
+
     /// The root package's example `name`, built now if need be, as
     /// [`build`] builds the others: [`build`] builds what every run
     /// needs, an example only some runs use (actix-web) is built here.
@@ -212,6 +399,7 @@ pub(crate) fn build() -> Binaries {
     let bins = Binaries {
         axum: dir.join("examples").join("axum"),
         testd: dir.join("testd"),
+        certificate: OnceLock::new(),
     };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");

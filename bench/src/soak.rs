@@ -136,12 +136,20 @@ pub(crate) fn run(
         Some(&dir.join("server.pid")),
     );
     let sup = Supervisor::start(args.builtin_supervisor, &launch, &dir);
-    let (sup, mut daemon) = first_answer(sup, server, port, &dir)?;
+    let (sup, mut daemon) =
+        first_answer(sup, server, port, &crate::load::builtin::Wire::Http, &dir)?;
 
     let seconds = total.as_secs().max(2);
     let clock = Clock::new();
     let script = wrk::script(&dir);
-    let h1 = wrk::start(port, args.connections, seconds, Some(&script), &dir, &clock);
+    let h1 = wrk::start(
+        &crate::load::url(port, false),
+        args.connections,
+        seconds,
+        Some(&script),
+        &dir,
+        &clock,
+    );
     let h2 = hyper_h2::start(port, args.connections, args.streams, seconds, &clock);
     let end = Instant::now() + Duration::from_secs(seconds);
     let served = || h1.answered_so_far() + h2.answered_so_far();

@@ -161,6 +161,58 @@ pub(crate) fn text(r: &Report, load: &str) -> String {
         }
         writeln!(w, "{line}").unwrap();
     }
+    for run in r.runs.iter().filter(|run| run.protocol == "gRPC") {
+        let line = format!(
+            "{}, {}: {} calls the server provably never processed were sent again (not \
+             failures){}.",
+            run.server,
+            run.protocol,
+            thousands(run.resent),
+            if run.streams > 0 {
+                format!(
+                    "; {} server streams of 2 s ran to their end, each on one generation",
+                    thousands(run.streams)
+                )
+            } else {
+                String::new()
+            }
+        );
+        writeln!(w, "{}", wrap(&line, "  ")).unwrap();
+    }
+    let resumption = crate::report::resumption(&r.runs);
+    if !resumption.is_empty() {
+        writeln!(w).unwrap();
+        for line in resumption.lines() {
+            writeln!(w, "{}", wrap(line, "  ")).unwrap();
+        }
+    }
+    if !r.throughput_against_plain.is_empty() {
+        let line =
+            "Steady throughput, no restarts, req/s (median of alternating rounds; ratio: the \
+                    median of the rounds' ratios):";
+        writeln!(w, "\n{}", wrap(line, "")).unwrap();
+    }
+    for c in &r.throughput_against_plain {
+        let rps = |v: Option<f64>| v.map_or("-".into(), |v| thousands(v.round() as u64));
+        let line = format!(
+            "- {}, {} ({}, {} rounds of {} s): {} with seamless, {} {}, ratio {}{}",
+            c.server,
+            c.protocol,
+            c.tool,
+            c.example_rps.len(),
+            c.seconds_per_round,
+            rps(c.example_median),
+            rps(c.plain_median),
+            c.plain,
+            c.ratio.map_or("-".into(), |x| format!("{x:.3}")),
+            if c.failed > 0 {
+                format!("; {} failed", thousands(c.failed))
+            } else {
+                String::new()
+            }
+        );
+        writeln!(w, "{}", wrap(&line, "    ")).unwrap();
+    }
     writeln!(w, "\n{}", verdict(&r.runs)).unwrap();
     out
 }

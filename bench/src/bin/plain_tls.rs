@@ -5,7 +5,9 @@
 //! HTTP/2 as ALPN chose). Same certificate source as `examples/tls.rs`
 //! (`TLS_CERT_FILE`, `TLS_KEY_FILE`, else self-signed for `localhost`),
 //! same rustls defaults (ring, TLS 1.3 and 1.2, two tickets per
-//! handshake, rustls's own ticketer).
+//! handshake, rustls's own ticketer). TERM stops the accept loop and
+//! begins hyper's graceful shutdown of each connection, as most services
+//! do (the benchmark restarts it so, `--servers plain-tls`).
 //!
 //! ```text
 //! cargo run --release -p seamless-bench --bin plain-tls -- 127.0.0.1:8443
@@ -71,24 +73,47 @@ fn main() -> io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let service = TowerToHyperService::new(Router::new().route("/", get(hello)));
         let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
+        // Every connection's task holds a receiver: `closed()` once all
+        // are done.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                _ = term.recv() => break,
             };
             let (acceptor, service, builder) = (acceptor.clone(), service.clone(), builder.clone());
+            let mut stopping = stopping.clone();
             tokio::spawn(async move {
                 let Ok(Ok(tls)) =
                     tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
                 else {
                     return;
                 };
-                let _ = builder
-                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                    .await;
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+                tokio::pin!(connection);
+                if *stopping.borrow_and_update() {
+                    connection.as_mut().graceful_shutdown();
+                }
+                tokio::select! {
+                    _ = connection.as_mut() => return,
+                    _ = stopping.changed() => {}
+                }
+                connection.as_mut().graceful_shutdown();
+                let _ = connection.await;
             });
         }
+        drop(listener);
+        drop(stopping);
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(60), stop.closed()).await;
+        Ok(())
     })
 }

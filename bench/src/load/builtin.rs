@@ -4,14 +4,100 @@
 //! recorded with its start, latency, outcome and the pid of the generation
 //! that answered (read from the body), so that failures, latencies and the
 //! new generation's first answer can be placed in time.
+//!
+//! They speak what the server speaks ([`Wire`]): HTTP/1.1 in cleartext or
+//! over TLS (a rustls client that trusts the run's certificate), or gRPC
+//! (`SayHello`, through `load::grpc`; a slow request is a call with
+//! `delay_ms`).
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
+
 use super::Clock;
+
+/// What the built-in clients speak.
+#[derive(Clone)]
+pub(crate) enum Wire {
+    /// HTTP/1.1, cleartext.
+    Http,
+    /// HTTP/1.1 over TLS, with this client configuration.
+    Tls(Arc<rustls::ClientConfig>),
+    /// gRPC calls.
+    Grpc,
+}
+
+type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A connection of the HTTP/1.1 clients.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+/// A TLS client connection to `port` over `socket`, its handshake done.
+pub(crate) fn tls_handshake(
+    config: &Arc<rustls::ClientConfig>,
+    socket: TcpStream,
+) -> std::io::Result<TlsStream> {
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let connection =
+        rustls::ClientConnection::new(config.clone(), name).map_err(std::io::Error::other)?;
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// `GET /` over TLS on a new connection: the pid that answered, and
+/// whether the handshake resumed a session.
+pub(crate) fn tls_get(
+    config: &Arc<rustls::ClientConfig>,
+    port: u16,
+) -> std::io::Result<(u32, bool)> {
+    let socket =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut tls = tls_handshake(config, socket)?;
+    let resumed = tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let r = read_response(&mut BufReader::new(tls))?;
+    if r.status != 200 {
+        return Err(std::io::Error::other(format!("status {}", r.status)));
+    }
+    Ok((r.pid, resumed))
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -84,6 +170,7 @@ fn classify(e: &std::io::Error) -> Outcome {
 
 pub(crate) struct Load {
     pub(crate) port: u16,
+    pub(crate) wire: Wire,
     pub(crate) clock: Clock,
     pub(crate) stop: Arc<AtomicBool>,
 }
@@ -93,7 +180,7 @@ pub(crate) struct Load {
 pub(crate) const PROBE_PAUSE: Duration = Duration::from_millis(1);
 
 impl Load {
-    fn record(
+    pub(crate) fn record(
         &self,
         out: &mut Vec<Sample>,
         began: Instant,
@@ -110,29 +197,32 @@ impl Load {
         });
     }
 
-    fn connect(&self) -> std::io::Result<TcpStream> {
+    fn connect(&self) -> std::io::Result<Stream> {
         let s = TcpStream::connect_timeout(
             &([127, 0, 0, 1], self.port).into(),
             Duration::from_secs(5),
         )?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         s.set_nodelay(true)?;
-        Ok(s)
+        match &self.wire {
+            Wire::Tls(config) => Ok(Stream::Tls(Box::new(tls_handshake(config, s)?))),
+            _ => Ok(Stream::Plain(s)),
+        }
     }
 
     /// One keep-alive connection, reused until the server says
     /// `Connection: close`; a failure on it is a failure like any other.
     /// `pause` between requests (none when this client is the load).
     pub(crate) fn keepalive(&self, pause: Option<Duration>) -> Vec<Sample> {
+        if let Wire::Grpc = self.wire {
+            return super::grpc::probe(self, Client::KeepAlive, 0, pause);
+        }
         let mut out = Vec::new();
-        let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+        let mut conn: Option<BufReader<Stream>> = None;
         while !self.stop.load(Ordering::Relaxed) {
             let began = Instant::now();
             if conn.is_none() {
-                match self
-                    .connect()
-                    .and_then(|s| Ok((s.try_clone()?, BufReader::new(s))))
-                {
+                match self.connect().map(BufReader::new) {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         self.record(&mut out, began, classify(&e), 0, Client::KeepAlive);
@@ -141,8 +231,10 @@ impl Load {
                     }
                 }
             }
-            let (w, r) = conn.as_mut().expect("connected");
-            let result = w
+            let r = conn.as_mut().expect("connected");
+            // The last answer was read whole: nothing is buffered.
+            let result = r
+                .get_mut()
                 .write_all(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
                 .and_then(|_| read_response(r));
             match result {
@@ -169,14 +261,24 @@ impl Load {
         out
     }
 
-    /// A new connection per request (`Connection: close`).
-    pub(crate) fn oneshot(&self, path: &str, client: Client) -> Vec<Sample> {
+    /// A new connection per request (`Connection: close`); `delay_ms`
+    /// asks the server to take that long (`?delay=MS`, gRPC's
+    /// `delay_ms`).
+    pub(crate) fn oneshot(&self, delay_ms: u64, client: Client) -> Vec<Sample> {
+        if let Wire::Grpc = self.wire {
+            return super::grpc::probe(self, client, delay_ms, None);
+        }
+        let path = if delay_ms > 0 {
+            format!("/?delay={delay_ms}")
+        } else {
+            "/".to_owned()
+        };
         let mut out = Vec::new();
         let request = format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
         while !self.stop.load(Ordering::Relaxed) {
             let began = Instant::now();
-            let result = self.connect().and_then(|s| {
-                (&s).write_all(request.as_bytes())?;
+            let result = self.connect().and_then(|mut s| {
+                s.write_all(request.as_bytes())?;
                 read_response(&mut BufReader::new(s))
             });
             let (outcome, pid) = match result {
@@ -196,6 +298,16 @@ impl Load {
 pub(crate) use seamless_loadkit::http1::read_response;
 
 /// Sends one request on a new connection; the pid that answered it.
+pub(crate) fn get_pid_over(port: u16, wire: &Wire) -> Option<u32> {
+    match wire {
+        Wire::Http => get_pid(port),
+        Wire::Tls(config) => tls_get(config, port).ok().map(|(pid, _)| pid),
+        Wire::Grpc => super::grpc::answering_pid(port),
+    }
+}
+
+/// Sends one cleartext HTTP/1.1 request on a new connection; the pid that
+/// answered it.
 pub(crate) fn get_pid(port: u16) -> Option<u32> {
     let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;

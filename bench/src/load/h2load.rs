@@ -1,4 +1,5 @@
-//! h2load, the HTTP/2 load (cleartext, prior knowledge): one thread, a few
+//! h2load, the HTTP/2 load (cleartext with prior knowledge, or over TLS
+//! with ALPN h2 to a TLS server): one thread, a few
 //! connections with several streams each, run once per restart cycle. Its
 //! summary gives the requests done, succeeded and failed; its per-request
 //! log (`--log-file`: start in µs since the epoch, status, µs to the end of
@@ -32,7 +33,7 @@ const LOST_AFTER_MS: f64 = 250.0;
 /// Starts `connections` times `h2load -t1 -c1 -mM -D S`; with `log`, keeps
 /// their per-request logs in `dir`.
 pub(crate) fn start(
-    port: u16,
+    url: &str,
     connections: usize,
     streams: usize,
     seconds: u64,
@@ -57,7 +58,7 @@ pub(crate) fn start(
                 cmd.arg(format!("--log-file={}", path.display()));
                 path
             });
-            cmd.arg(format!("http://127.0.0.1:{port}/"));
+            cmd.arg(url);
             let child = cmd
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -88,6 +89,7 @@ impl Running {
             latencies: Vec::new(),
             unfinished: 0,
             resent: 0,
+            streams: 0,
         };
         let (mut non2xx, mut errored, mut timeout, mut lost) = (0, 0, 0, 0);
         // Errored streams that h2load's log shows it never sent (start 0).

@@ -72,6 +72,7 @@ impl Running {
             latencies,
             unfinished: 0,
             resent: tally.resent,
+            streams: 0,
         }
     }
 }

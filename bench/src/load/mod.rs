@@ -1,11 +1,13 @@
 //! The load: the benchmark's own clients (keep-alive, new-connection and
 //! slow-request loops, each request timestamped) and the independent
 //! tools, wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2 prior knowledge),
-//! run once per restart cycle. Every time is kept in milliseconds since the
+//! both over TLS too, and tonic's client for gRPC, run once per restart
+//! cycle. Every time is kept in milliseconds since the
 //! start of the run, on one clock shared with the tools' wall-clock
 //! timestamps.
 
 pub(crate) mod builtin;
+pub(crate) mod grpc;
 pub(crate) mod h2load;
 pub(crate) mod hyper_h2;
 pub(crate) mod wrk;
@@ -86,6 +88,14 @@ pub(crate) struct Slice {
     /// Requests the client sent again because the server provably had not
     /// processed them (RFC 9113, 8.7); not failures.
     pub(crate) resent: u64,
+    /// gRPC server streams that ran to their end (counted in `answered`).
+    pub(crate) streams: u64,
+}
+
+/// The URL wrk and h2load load: `https` for a TLS server (h2load then
+/// offers h2 by ALPN).
+pub(crate) fn url(port: u16, tls: bool) -> String {
+    format!("{}://127.0.0.1:{port}/", if tls { "https" } else { "http" })
 }
 
 impl Slice {

@@ -1,4 +1,5 @@
-//! wrk, the HTTP/1.1 keep-alive load: one thread, a few connections, run
+//! wrk, the HTTP/1.1 keep-alive load (over HTTPS to a TLS server): one
+//! thread, a few connections, run
 //! once per restart cycle (or threads and connections held through a whole
 //! run, stopped with SIGINT, after which wrk still prints its summary).
 //! Its summary gives the requests and every socket error (`connect`,
@@ -70,7 +71,7 @@ pub(crate) struct Running {
 /// Starts `wrk -t1 -cN -dSs`; with `script`, counts answers in time into
 /// `dir`.
 pub(crate) fn start(
-    port: u16,
+    url: &str,
     connections: usize,
     seconds: u64,
     script: Option<&Path>,
@@ -81,7 +82,7 @@ pub(crate) fn start(
         threads: 1,
         timeout_s: None,
     };
-    start_shaped(shape, port, connections, seconds, script, dir, clock)
+    start_shaped(shape, url, connections, seconds, script, dir, clock)
 }
 
 /// wrk's threads, and how long it waits for an answer before it counts a
@@ -95,7 +96,7 @@ pub(crate) struct Shape {
 /// Starts `wrk -tT -cN -dSs [--timeout Ts]`.
 pub(crate) fn start_shaped(
     Shape { threads, timeout_s }: Shape,
-    port: u16,
+    url: &str,
     connections: usize,
     seconds: u64,
     script: Option<&Path>,
@@ -119,7 +120,7 @@ pub(crate) fn start_shaped(
         cmd.arg("-s").arg(s);
         counts
     });
-    cmd.arg(format!("http://127.0.0.1:{port}/"));
+    cmd.arg(url);
     if let Some(c) = &counts {
         cmd.arg("--").arg(c);
     }
@@ -214,6 +215,7 @@ impl Running {
             latencies: Vec::new(),
             unfinished: 0,
             resent: 0,
+            streams: 0,
         }
     }
 }
