@@ -343,24 +343,7 @@ impl Binaries {
     /// if need be with our profile: `cargo run` builds only the benchmark.
     pub(crate) fn bench_bin(&self, name: &str) -> PathBuf {
         let path = self.testd.with_file_name(name);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
-        let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "--manifest-path", manifest]);
-        build.args(["-p", "seamless-bench", "--bin", name]);
-        if self
-            .testd
-            .parent()
-            .is_some_and(|dir| dir.ends_with("release"))
-        {
-            build.arg("--release");
-        }
-        let built = build.status().is_ok_and(|s| s.success());
-        if !built && !path.exists() {
-            eprintln!("demo: cannot build {name}");
-            std::process::exit(1)
-        }
-        path
+        self.cargo_build(&["-p", "seamless-bench", "--bin", name], path, name)
     }
 
     /// The root package's example `name`, built now if need be, as
@@ -368,11 +351,19 @@ impl Binaries {
     /// needs, an example only some runs use (actix-web) is built here.
     pub(crate) fn example(&self, name: &str) -> PathBuf {
         let path = self.axum.with_file_name(name);
+        let what = format!("the {name} example");
+        self.cargo_build(&["-p", "seamless-tests", "--example", name], path, &what)
+    }
+
+    /// `cargo build` of `target` in this workspace, with this run's
+    /// profile; `path` where it lands. Exits, naming `what`, if it can be
+    /// neither built nor found.
+    fn cargo_build(&self, target: &[&str], path: PathBuf, what: &str) -> PathBuf {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.toml");
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "--manifest-path", manifest]);
-        build.args(["-p", "seamless-tests", "--example", name]);
+        build.args(target);
         if self
             .testd
             .parent()
@@ -382,7 +373,7 @@ impl Binaries {
         }
         let built = build.status().is_ok_and(|s| s.success());
         if !built && !path.exists() {
-            eprintln!("demo: cannot build the {name} example");
+            eprintln!("demo: cannot build {what}");
             std::process::exit(1)
         }
         path
