@@ -99,7 +99,9 @@ struct Shared {
     /// by [`WAKE_INBOX`]).
     inbox: Vec<Event>,
     /// The successor on probation and its pidfd, readable once it is gone.
-    watch: Option<(i32, OwnedFd)>,
+    /// Shared with the poll of the control thread, which holds no lock
+    /// while it waits.
+    watch: Option<(i32, Arc<OwnedFd>)>,
 }
 
 /// A later generation: a daemon a launcher reported spawning, or a peer
@@ -287,11 +289,7 @@ impl Daemon {
         if let (true, Some(launcher)) = (attached, &self.launcher) {
             fds.push(PollFd::new(launcher.channel.as_fd(), PollFlags::POLLIN));
         }
-        // A duplicate, so that the lock is not held across the poll.
-        let watch = shared
-            .watch
-            .as_ref()
-            .and_then(|(_, fd)| fd.try_clone().ok());
+        let watch = shared.watch.as_ref().map(|(_, fd)| Arc::clone(fd));
         drop(shared);
         if let Some(fd) = &watch {
             fds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));

@@ -61,7 +61,7 @@ impl Service for ControlService {
                 // The peer is connected, so its pid is its own: the pidfd
                 // cannot name another process.
                 match pidfile::open_pidfd(peer.pid) {
-                    Ok(Some(fd)) => daemon.shared().watch = Some((peer.pid, fd)),
+                    Ok(Some(fd)) => daemon.shared().watch = Some((peer.pid, fd.into())),
                     Ok(None) => report::warning!(
                         "no pidfd for successor {}: its end is known only when its launcher reports it",
                         peer.pid
