@@ -119,6 +119,14 @@ enum Command {
     },
 }
 
+/// The tool's reading of a duration (`--timeout`), for the workspace's
+/// test that holds it to the same table of cases as the attribute's
+/// parser. Not part of the tool's interface.
+#[doc(hidden)]
+pub fn __parse_duration(text: &str) -> Result<Duration, String> {
+    time::parse_duration(text)
+}
+
 /// Runs the tool with the process's arguments; returns its exit status.
 ///
 /// ```no_run
