@@ -52,27 +52,11 @@ pub(crate) fn parse(text: &str) -> Result<u64, String> {
 mod tests {
     use super::parse;
 
-    /// The shared table: `(text, Some(ms))` or `(text, None)` for a
-    /// duration that must be refused.
-    fn cases() -> Vec<(&'static str, Option<u64>)> {
-        const TABLE: &str = include_str!("../tests/duration_cases.txt");
-        let cases: Vec<_> = TABLE
-            .lines()
-            .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-            .map(|line| {
-                let (text, want) = line[1..].split_once('"').expect("a quoted text");
-                let want = want.trim();
-                let want = (want != "error").then(|| want.parse().expect("ms or `error`"));
-                (text, want)
-            })
-            .collect();
-        assert!(cases.len() > 30, "the table is read whole");
-        cases
-    }
+    include!("../tests/support/duration_cases.rs");
 
     #[test]
     fn every_case_of_the_shared_table() {
-        for (text, want) in cases() {
+        for (text, want) in duration_cases() {
             assert_eq!(parse(text).ok(), want, "{text:?}");
         }
     }
