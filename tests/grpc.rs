@@ -11,25 +11,22 @@
 //! answers.
 //!
 //! The clients are tonic's `client::Grpc` over hyper's HTTP/2 client
-//! connection, one connection per caller, a new one after a GOAWAY.
+//! connection (`seamless_loadkit::grpc`), one connection per caller, a new
+//! one after a GOAWAY.
 
 mod common;
 #[path = "../examples/support/hello.rs"]
 mod hello;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::*;
 use hello::{CountRequest, HelloReply, HelloRequest, Tick};
-use hyper::body::Incoming;
 use hyper::http::uri::PathAndQuery;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use nix::sys::signal::Signal;
+use seamless_loadkit::grpc::{connect, unprocessed, H2};
 use tonic::client::Grpc;
 use tonic::Status;
 use tonic_prost::ProstCodec;
@@ -39,78 +36,6 @@ const RESTARTS: u32 = 20;
 const INTERVAL: Duration = Duration::from_millis(1000);
 const TICKS: u32 = 20;
 const TICK_MS: u64 = 100;
-
-/// hyper's HTTP/2 client connection as the service tonic's client sends
-/// its requests through.
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-/// A request hyper gave back unsent: its connection closed (after a
-/// GOAWAY) before the request was written.
-#[derive(Debug)]
-struct Unsent(hyper::Error);
-
-impl std::fmt::Display for Unsent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "never sent: {}", self.0)
-    }
-}
-
-impl std::error::Error for Unsent {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-impl tower_service::Service<hyper::Request<tonic::body::Body>> for H2 {
-    type Response = hyper::Response<Incoming>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: hyper::Request<tonic::body::Body>) -> Self::Future {
-        let sent = self.0.try_send_request(request);
-        Box::pin(async move {
-            sent.await.map_err(|e| match e.message() {
-                Some(_) => Unsent(e.into_error()).into(),
-                None => e.into_error().into(),
-            })
-        })
-    }
-}
-
-async fn connect(port: u16) -> Result<Grpc<H2>, String> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-    tokio::spawn(connection);
-    let origin = format!("http://127.0.0.1:{port}").parse().unwrap();
-    Ok(Grpc::with_origin(H2(sender), origin))
-}
-
-/// Whether the server provably did not process the call that failed with
-/// `status`: hyper never sent it, or the error under it says so (see
-/// `seamless_loadkit::http2::unprocessed`).
-fn unprocessed(status: &Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<Unsent>() {
-            return true;
-        }
-        if let Some(e) = e.downcast_ref::<hyper::Error>() {
-            return seamless_loadkit::http2::unprocessed(e);
-        }
-        source = e.source();
-    }
-    false
-}
 
 #[derive(Default)]
 struct Tally {
@@ -157,7 +82,7 @@ async fn caller(
             Some(client) => client,
             None => match connect(port).await {
                 Ok(client) => grpc.insert(client),
-                Err(e) => return tally.fail(e),
+                Err(e) => return tally.fail(e.to_string()),
             },
         };
         if client.ready().await.is_err() {
@@ -270,7 +195,7 @@ async fn stream(client: &mut Grpc<H2>, current: &AtomicI32) -> Result<Done, Fail
 
 /// One `SayHello` on a new connection: the pid that answered.
 async fn answering_pid(port: u16) -> Result<u32, String> {
-    let mut client = connect(port).await?;
+    let mut client = connect(port).await.map_err(|e| e.to_string())?;
     client.ready().await.map_err(|e| e.to_string())?;
     let codec = ProstCodec::<HelloRequest, HelloReply>::default();
     let path = PathAndQuery::from_static(hello::SAY_HELLO);

@@ -12,17 +12,13 @@
 //! The built-in probes (`load::builtin`) call `SayHello` through
 //! [`probe`] when the server speaks gRPC.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hyper::body::Incoming;
 use hyper::http::uri::PathAndQuery;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use seamless_loadkit::grpc::{connect, unprocessed, ConnectError, H2};
 use tonic::client::Grpc;
 use tonic::Status;
 use tonic_prost::ProstCodec;
@@ -39,91 +35,6 @@ const TICKS: u32 = 20;
 const TICK_MS: u64 = 100;
 /// The longest a call may take before it counts as timed out.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// hyper's HTTP/2 client connection as the service tonic's client sends
-/// its requests through.
-#[derive(Clone)]
-struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
-
-/// A request hyper gave back unsent: its connection closed (after a
-/// GOAWAY) before the request was written.
-#[derive(Debug)]
-struct Unsent(hyper::Error);
-
-impl std::fmt::Display for Unsent {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "never sent: {}", self.0)
-    }
-}
-
-impl std::error::Error for Unsent {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
-    }
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tower_service::Service<hyper::Request<tonic::body::Body>> for H2 {
-    type Response = hyper::Response<Incoming>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.0.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, request: hyper::Request<tonic::body::Body>) -> Self::Future {
-        let sent = self.0.try_send_request(request);
-        Box::pin(async move {
-            sent.await.map_err(|e| match e.message() {
-                Some(_) => Unsent(e.into_error()).into(),
-                None => e.into_error().into(),
-            })
-        })
-    }
-}
-
-/// Why a connection could not be made.
-enum ConnectError {
-    Refused,
-    Other,
-}
-
-async fn connect(port: u16) -> Result<Grpc<H2>, ConnectError> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::ConnectionRefused => ConnectError::Refused,
-            _ => ConnectError::Other,
-        })?;
-    let _ = stream.set_nodelay(true);
-    let (sender, connection) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|_| ConnectError::Other)?;
-    tokio::spawn(connection);
-    let origin = format!("http://127.0.0.1:{port}")
-        .parse()
-        .expect("an origin");
-    Ok(Grpc::with_origin(H2(sender), origin))
-}
-
-/// Whether the server provably did not process the call that failed with
-/// `status`: hyper never sent it, or the error under it says so.
-fn unprocessed(status: &Status) -> bool {
-    let mut source = std::error::Error::source(status);
-    while let Some(e) = source {
-        if e.is::<Unsent>() {
-            return true;
-        }
-        if let Some(e) = e.downcast_ref::<hyper::Error>() {
-            return seamless_loadkit::http2::unprocessed(e);
-        }
-        source = e.source();
-    }
-    false
-}
 
 /// How a call went wrong.
 enum Failed {
@@ -227,8 +138,12 @@ pub(crate) fn probe(
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         let outcome = match e {
-                            ConnectError::Refused => Outcome::Refused,
-                            ConnectError::Other => Outcome::Reset,
+                            ConnectError::Tcp(e)
+                                if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+                            {
+                                Outcome::Refused
+                            }
+                            _ => Outcome::Reset,
                         };
                         load.record(&mut out, began, outcome, 0, client);
                         tokio::time::sleep(Duration::from_millis(1)).await;
