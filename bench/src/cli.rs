@@ -97,6 +97,7 @@ pub(crate) enum Command {
   demo --servers axum,testd --startup-only          the start-up time alone
   demo --servers tls,plain-tls --compare-rounds 3   HTTPS: wrk, h2load, sessions resumed
   demo --servers grpc,plain-grpc --compare-rounds 3 gRPC: tonic unary calls and streams
+  demo --servers actix,plain-actix                  actix-web with and without seamless
   demo --soak 10m --restart-every 1s                growth over hundreds of restarts
   demo --conns 10000 --restarts 20                  held connections")]
 struct Cli {
@@ -108,7 +109,8 @@ struct Cli {
     /// HTTPS and TLS, and the share of sessions resumed across restarts),
     /// plain-tls (its handler under axum and tokio-rustls), grpc (the
     /// tonic example; a gRPC load), plain-grpc (its service under plain
-    /// hyper), actix (the actix-web example, HTTP/1.1), testd,
+    /// hyper), actix (the actix-web example, HTTP/1.1), plain-actix (its
+    /// handler under plain actix-web), testd,
     /// testd-reuseport, testd-naive. Default: axum,plain-axum (in soak
     /// mode, axum)
     #[arg(long, value_delimiter = ',', value_parser = server, value_name = "LIST")]
@@ -475,7 +477,11 @@ mod tests {
 
     #[test]
     fn each_server_runs_its_own_loads_unless_told() {
-        let a = args(&["--servers", "tls,grpc,actix,plain-tls,plain-grpc"]).unwrap();
+        let a = args(&[
+            "--servers",
+            "tls,grpc,actix,plain-tls,plain-grpc,plain-actix",
+        ])
+        .unwrap();
         assert_eq!(
             a.protocols,
             [Protocol::Http1, Protocol::Http2, Protocol::Grpc]
@@ -484,6 +490,8 @@ mod tests {
         assert!(!a.runs(Server::Tls, Protocol::Grpc) && !a.runs(Server::Actix, Protocol::Http2));
         assert!(a.runs(Server::Grpc, Protocol::Grpc) && !a.runs(Server::Grpc, Protocol::Http1));
         assert!(a.runs(Server::PlainTls, Protocol::Http2));
+        assert!(a.runs(Server::PlainActix, Protocol::Http1));
+        assert!(!a.runs(Server::PlainActix, Protocol::Http2));
         let told = args(&["--servers", "axum,tls", "--protocols", "h2,h2-hyper"]).unwrap();
         assert!(
             told.runs(Server::Axum, Protocol::Http2) && told.runs(Server::Tls, Protocol::Http2)
@@ -497,7 +505,14 @@ mod tests {
             .err()
             .expect("refused")
             .to_string();
-        for name in ["tls", "plain-tls", "grpc", "plain-grpc", "actix"] {
+        for name in [
+            "tls",
+            "plain-tls",
+            "grpc",
+            "plain-grpc",
+            "actix",
+            "plain-actix",
+        ] {
             assert!(unknown.contains(name), "{unknown}");
         }
     }

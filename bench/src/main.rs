@@ -23,8 +23,8 @@
 //! slow-request loops. `--servers tls` (the TLS example, beside
 //! `plain-tls`) is loaded over HTTPS and TLS and counts the sessions saved
 //! before a restart that resume after it; `--servers grpc` (beside
-//! `plain-grpc`) with tonic's client; `--servers actix` with the HTTP/1.1
-//! load.
+//! `plain-grpc`) with tonic's client; `--servers actix` (beside
+//! `plain-actix`) with the HTTP/1.1 load.
 //!
 //! ```text
 //! cargo run --release -p seamless-bench      # with and without seamless, side by side

@@ -217,7 +217,7 @@ pub(crate) fn text(r: &Report) -> String {
     }
     if !r.throughput_against_plain.is_empty() {
         writeln!(w).unwrap();
-        writeln!(w, "Steady throughput, no restarts: each example under seamless against its handler without seamless (plain `axum::serve`, axum over tokio-rustls, tonic under plain hyper), alternating rounds (medians; each ratio is the median of the rounds' ratios). CPU is the serving process's own (user + system, all threads) per answered request; the CPU ratio is plain's over the example's, so 1.000 means the same cost and above 0.97 means within 3%:").unwrap();
+        writeln!(w, "Steady throughput, no restarts: each example under seamless against its handler without seamless (plain `axum::serve`, axum over tokio-rustls, tonic under plain hyper, plain actix-web), alternating rounds (medians; each ratio is the median of the rounds' ratios). CPU is the serving process's own (user + system, all threads) per answered request; the CPU ratio is plain's over the example's, so 1.000 means the same cost and above 0.97 means within 3%:").unwrap();
         writeln!(w).unwrap();
         writeln!(w, "| server | without seamless | protocol | load | rounds | req/s with | req/s without | ratio | CPU µs/req with | CPU µs/req without | CPU ratio | failed |").unwrap();
         writeln!(w, "|{}", " --- |".repeat(12)).unwrap();
@@ -270,9 +270,10 @@ pub(crate) fn text(r: &Report) -> String {
     out
 }
 
-/// The targets for the axum example, met or not, in plain words.
+/// The targets, met or not, in plain words: the axum example's, and the
+/// steady throughput of each example against its plain twin.
 fn targets(w: &mut String, r: &Report) {
-    writeln!(w, "Targets (axum example):").unwrap();
+    writeln!(w, "Targets:").unwrap();
     for run in r.runs.iter().filter(|x| x.server == "axum example") {
         let verdict = if run.failed > 0 {
             format!("NOT MET: {} failures", run.failed)
@@ -286,14 +287,14 @@ fn targets(w: &mut String, r: &Report) {
         };
         writeln!(
             w,
-            "- {}: 0 failures in >= 1,000,000 requests over 100 restarts: {verdict}",
+            "- axum example {}: 0 failures in >= 1,000,000 requests over 100 restarts: {verdict}",
             run.protocol
         )
         .unwrap();
         let (ratio, figures) = p99_windows_over_steady(run);
         writeln!(
             w,
-            "- {}: p99 in restart windows <= 1.2 x steady: {} ({figures})",
+            "- axum example {}: p99 in restart windows <= 1.2 x steady: {} ({figures})",
             run.protocol,
             match ratio {
                 Some(x) if x <= 1.2 => "met",
@@ -314,7 +315,7 @@ fn targets(w: &mut String, r: &Report) {
         };
         writeln!(
             w,
-            "- {}: restart to first answer, median <= 6.9 ms (half the Go original's 13.8 ms, measured once on this machine): {} ({} ms{before_us})",
+            "- axum example {}: restart to first answer, median <= 6.9 ms (half the Go original's 13.8 ms, measured once on this machine): {} ({} ms{before_us})",
             run.protocol,
             match first {
                 Some(x) if x <= 6.9 => "met",

@@ -485,9 +485,9 @@ pub(crate) struct Comparison {
     pub(crate) failed: u64,
 }
 
-/// Steady throughput of `server` (seamless on, no restarts: the axum, TLS
-/// or gRPC example) and of the same handler without seamless (plain
-/// `axum::serve`, `plain-tls`, `plain-grpc`), in alternating rounds with
+/// Steady throughput of `server` (seamless on, no restarts: the axum, TLS,
+/// gRPC or actix example) and of the same handler without seamless (plain
+/// `axum::serve`, `plain-tls`, `plain-grpc`, `plain-actix`), in alternating rounds with
 /// the same load, one server at a time.
 pub(crate) fn compare(
     args: &Args,

@@ -3,8 +3,9 @@
 //! `grpc.rs`, built on first use), `testd` (the integration tests' std
 //! server, which drains politely by hand) and its variants, and the
 //! comparison servers, each the same handler without seamless: plain
-//! `axum::serve`, plain axum over tokio-rustls (`plain-tls`) and the gRPC
-//! service under plain hyper (`plain-grpc`). The TLS servers are given one
+//! `axum::serve`, plain axum over tokio-rustls (`plain-tls`), the gRPC
+//! service under plain hyper (`plain-grpc`) and the actix example's
+//! handler under plain actix-web (`plain-actix`). The TLS servers are given one
 //! certificate for the whole run, made here, which the TLS clients trust.
 
 use std::collections::HashMap;
@@ -52,11 +53,15 @@ pub(crate) enum Server {
     /// `plain-grpc` (`bench/src/bin/plain_grpc.rs`): the same service
     /// under plain hyper, no seamless.
     PlainGrpc,
+    /// `plain-actix` (the root package's `tests/bin/plain_actix.rs`): the
+    /// actix example's handler under plain actix-web, no seamless; TERM
+    /// begins actix's own graceful stop.
+    PlainActix,
 }
 
 /// The names `--servers` takes, for messages.
 pub(crate) const SERVER_NAMES: &str =
-    "axum, plain-axum, tls, plain-tls, grpc, plain-grpc, actix, testd, testd-reuseport, testd-naive";
+    "axum, plain-axum, tls, plain-tls, grpc, plain-grpc, actix, plain-actix, testd, testd-reuseport, testd-naive";
 
 impl Server {
     pub(crate) fn parse(s: &str) -> Option<Server> {
@@ -71,6 +76,7 @@ impl Server {
             "plain-tls" => Server::PlainTls,
             "grpc" => Server::Grpc,
             "plain-grpc" => Server::PlainGrpc,
+            "plain-actix" => Server::PlainActix,
             _ => return None,
         })
     }
@@ -87,6 +93,7 @@ impl Server {
             Server::PlainTls => "plain axum+rustls",
             Server::Grpc => "gRPC example",
             Server::PlainGrpc => "plain tonic+hyper",
+            Server::PlainActix => "plain actix-web",
         }
     }
 
@@ -119,7 +126,11 @@ impl Server {
     pub(crate) fn seamless(self) -> bool {
         !matches!(
             self,
-            Server::TestdNaive | Server::PlainAxum | Server::PlainTls | Server::PlainGrpc
+            Server::TestdNaive
+                | Server::PlainAxum
+                | Server::PlainTls
+                | Server::PlainGrpc
+                | Server::PlainActix
         )
     }
 
@@ -139,6 +150,7 @@ impl Server {
             Server::Axum => Some(Server::PlainAxum),
             Server::Tls => Some(Server::PlainTls),
             Server::Grpc => Some(Server::PlainGrpc),
+            Server::Actix => Some(Server::PlainActix),
             _ => None,
         }
     }
@@ -179,6 +191,11 @@ impl Server {
             },
             Server::PlainGrpc => Launch {
                 program: bins.bench_bin("plain-grpc"),
+                args: vec![addr.into()],
+                env: Vec::new(),
+            },
+            Server::PlainActix => Launch {
+                program: bins.actix_bin("plain-actix"),
                 args: vec![addr.into()],
                 env: Vec::new(),
             },
@@ -344,6 +361,22 @@ impl Binaries {
     pub(crate) fn bench_bin(&self, name: &str) -> PathBuf {
         let path = self.testd.with_file_name(name);
         self.cargo_build(&["-p", "seamless-bench", "--bin", name], path, name)
+    }
+
+    /// The root package's program `name` that needs actix-web
+    /// (`plain-actix`), built now if need be with the feature `actix`.
+    pub(crate) fn actix_bin(&self, name: &str) -> PathBuf {
+        let path = self.testd.with_file_name(name);
+        let target = [
+            "-p",
+            "seamless-tests",
+            "--bin",
+            name,
+            "--no-default-features",
+            "--features",
+            "actix",
+        ];
+        self.cargo_build(&target, path, name)
     }
 
     /// The root package's example `name`, built now if need be, as
