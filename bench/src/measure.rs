@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::load::builtin::{Client, Outcome, Sample};
+use crate::load::h2load::NEVER_SENT;
 use crate::load::Slice;
 use crate::supervision::ListenCounters;
 
@@ -102,6 +103,9 @@ pub(crate) struct RunFigures {
     pub(crate) failed: u64,
     pub(crate) failures: BTreeMap<&'static str, u64>,
     pub(crate) restarts_with_failure: usize,
+    /// The same, leaving out h2load's streams never sent
+    /// ([`NEVER_SENT`]), as the summary counts failures.
+    pub(crate) restarts_with_counted_failure: usize,
     pub(crate) throughput_rps: SteadyWindows<Option<f64>>,
     pub(crate) throughput_source: &'static str,
     pub(crate) latency_ms: SteadyWindows<Percentiles>,
@@ -221,21 +225,26 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
     // restart before it; those before the first, to the first).
     let mut failures: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut per_restart = vec![0u64; rec.restarts.len().max(1)];
+    let mut per_restart_counted = per_restart.clone();
     let restart_of = |t: f64| rec.restarts.iter().rposition(|r| r.at_ms <= t).unwrap_or(0);
     for s in &rec.samples {
         if let Some(kind) = s.failure() {
             *failures.entry(kind).or_default() += 1;
             per_restart[restart_of(s.done_ms())] += 1;
+            per_restart_counted[restart_of(s.done_ms())] += 1;
         }
     }
     // A tool's run i holds restart i.
     for (i, slice) in rec.slices.iter().enumerate() {
+        let last = per_restart.len() - 1;
         for (kind, n) in &slice.failures {
             if *n > 0 {
                 *failures.entry(kind).or_default() += n;
+                if *kind != NEVER_SENT {
+                    per_restart_counted[i.min(last)] += n;
+                }
             }
         }
-        let last = per_restart.len() - 1;
         per_restart[i.min(last)] += slice.failed();
     }
     let failed: u64 = failures.values().sum();
@@ -372,6 +381,11 @@ pub(crate) fn figures(labels: Labels, mut rec: Recorded) -> RunFigures {
         } else {
             per_restart.iter().filter(|n| **n > 0).count()
         },
+        restarts_with_counted_failure: if rec.restarts.is_empty() {
+            0
+        } else {
+            per_restart_counted.iter().filter(|n| **n > 0).count()
+        },
         throughput_rps: SteadyWindows {
             steady: rate(steady),
             restart_windows: rate(window),
@@ -493,6 +507,56 @@ mod tests {
             },
         ];
         assert_eq!(first_answers(&samples, &restarts), [Some(5.0), Some(11.0)]);
+    }
+
+    fn slice(failures: Vec<(&'static str, u64)>) -> Slice {
+        Slice {
+            source: "h2load",
+            latency_source: "h2load",
+            started_ms: 0.0,
+            seconds: 2,
+            answered: 100,
+            failures,
+            per_10ms: Vec::new(),
+            latencies: Vec::new(),
+            unfinished: 0,
+            resent: 0,
+            streams: 0,
+        }
+    }
+
+    #[test]
+    fn a_restart_with_only_never_sent_streams_has_no_counted_failure() {
+        let restart = |at_ms| Restart {
+            at_ms,
+            ..Restart::default()
+        };
+        let rec = Recorded {
+            samples: Vec::new(),
+            slices: vec![
+                slice(vec![(NEVER_SENT, 3)]),
+                slice(vec![(NEVER_SENT, 1), ("h2load errored", 2)]),
+                slice(Vec::new()),
+            ],
+            restarts: vec![restart(500.0), restart(2500.0), restart(4500.0)],
+            builtin_is_load: false,
+            end_ms: 6000.0,
+        };
+        let labels = Labels {
+            server: "axum example",
+            seamless: true,
+            protocol: "HTTP/2",
+            supervisor: "supervise",
+            load: String::new(),
+            launcher: None,
+            daemon: None,
+            held: None,
+            resumption: None,
+        };
+        let run = figures(labels, rec);
+        assert_eq!(run.failed, 6);
+        assert_eq!(run.restarts_with_failure, 2);
+        assert_eq!(run.restarts_with_counted_failure, 1);
     }
 
     #[test]

@@ -6,12 +6,9 @@
 
 use std::fmt::Write as _;
 
+use crate::load::h2load::NEVER_SENT;
 use crate::measure::RunFigures;
 use crate::report::Report;
-
-/// The count of h2load's errored streams that its own log shows it never
-/// sent (see `load::h2load`): h2load's, not the server's.
-const NEVER_SENT: &str = "h2load errored, never sent";
 
 /// The width the summary's wrapped lines keep within.
 const WIDTH: usize = 96;
@@ -120,7 +117,7 @@ pub(crate) fn text(r: &Report, load: &str) -> String {
             protocol,
             thousands(run.requests),
             thousands(failed(run)),
-            format!("{} of {}", run.restarts_with_failure, run.restarts),
+            format!("{} of {}", run.restarts_with_counted_failure, run.restarts),
             run.restart_ms_median
                 .first_answer
                 .map_or("-".into(), millis),
@@ -232,7 +229,7 @@ pub(crate) fn verdict(runs: &[RunFigures]) -> String {
             (
                 t.0 + r.requests,
                 t.1 + failed(r),
-                t.2 + r.restarts_with_failure,
+                t.2 + r.restarts_with_counted_failure,
                 t.3 + r.restarts,
             )
         })

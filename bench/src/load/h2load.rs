@@ -17,6 +17,11 @@ use seamless_loadkit::h2load::{LogEntry, Summary};
 
 use super::{per_10ms, Clock, Slice};
 
+/// The failure kind of the streams h2load counted errored that its own
+/// log shows it never sent (the requests it queues after a server's
+/// GOAWAY): told apart, and not counted against the server.
+pub(crate) const NEVER_SENT: &str = "h2load errored, never sent";
+
 pub(crate) struct Running {
     /// One h2load per connection, with its log: h2load 1.52 neither counts
     /// nor replaces a connection the server closes without GOAWAY; with one
@@ -150,7 +155,7 @@ impl Running {
         slice.per_10ms = per_10ms(done_ms);
         slice.failures = vec![
             ("h2load non-2xx", non2xx),
-            ("h2load errored, never sent", never_sent.min(errored)),
+            (NEVER_SENT, never_sent.min(errored)),
             ("h2load errored", errored.saturating_sub(never_sent)),
             ("h2load timeout", timeout),
             ("h2load connection lost", lost),
