@@ -122,15 +122,6 @@ fn get_pid(port: u16, path: &str) -> std::io::Result<u32> {
     Ok(r.pid)
 }
 
-/// Stops the load if the test fails before it is done.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn actix_drops_nothing_across_20_restarts() {
     let actix = example("actix");

@@ -249,15 +249,6 @@ fn axum_drops_nothing_across_20_restarts_under_wrk_and_h2load() {
     assert!(loop_errors.is_empty(), "failed requests: {loop_errors:?}");
 }
 
-/// Stops the load loops if the test fails before it is done.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 /// A load tool, killed if the test fails before it is done.
 struct ChildGuard(Option<std::process::Child>);
 

@@ -210,15 +210,6 @@ async fn answering_pid(port: u16) -> Result<u32, String> {
         .map_err(|s| format!("{s:?}"))
 }
 
-/// Stops the load if the test fails before it is done.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-}
-
 #[test]
 fn grpc_loses_no_call_across_20_restarts() {
     let grpc = example("grpc");

@@ -285,12 +285,6 @@ fn keep_alive_clients_over_tls_lose_nothing_across_restarts() {
             std::thread::spawn(move || keep_alive_loop(config, port, stop, tally))
         })
         .collect();
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let _stop = StopOnDrop(stop.clone());
 
     std::thread::sleep(Duration::from_millis(300));

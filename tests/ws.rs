@@ -214,12 +214,6 @@ fn websocket_clients_are_told_to_go_and_move_across_10_restarts() {
         .iter()
         .map(|c| runtime.spawn(c.clone().run()))
         .collect();
-    struct StopOnDrop(Arc<AtomicBool>);
-    impl Drop for StopOnDrop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
     let _stop = StopOnDrop(stop.clone());
     let failures = || -> Vec<String> {
         clients

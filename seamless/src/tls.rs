@@ -201,18 +201,7 @@ impl rustls::server::ProducesTickets for Ticketer {
     }
 
     fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
-        let name = ticket.get(..NAME_LEN)?;
-        let keys = self.keys();
-        let plain = [
-            keys.previous.as_ref(),
-            Some(&keys.current),
-            Some(&keys.next),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|k| k.name == name)?
-        .open(ticket);
-        plain
+        self.keys().open(ticket)
     }
 }
 
@@ -275,6 +264,21 @@ fn new_key(random: &SystemRandom) -> Key {
 }
 
 impl Keys {
+    /// The ticket opened by the key it names: the previous, current or
+    /// next one.
+    fn open(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        let name = ticket.get(..NAME_LEN)?;
+        [
+            self.previous.as_ref(),
+            Some(&self.current),
+            Some(&self.next),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|k| k.name == name)?
+        .open(ticket)
+    }
+
     fn new(random: &SystemRandom, period: u64, now: u64) -> Keys {
         Keys {
             period,
@@ -453,17 +457,7 @@ mod tests {
     impl Ticketer {
         /// Decrypts with the keys as they are, whatever the clock says.
         fn decrypt_at(&self, ticket: &[u8]) -> Option<Vec<u8>> {
-            let keys = self.keys.read().unwrap().clone();
-            let plain = [
-                keys.previous.as_ref(),
-                Some(&keys.current),
-                Some(&keys.next),
-            ]
-            .into_iter()
-            .flatten()
-            .find(|k| k.name == ticket[..NAME_LEN])?
-            .open(ticket);
-            plain
+            self.keys.read().unwrap().open(ticket)
         }
     }
 }

@@ -450,6 +450,16 @@ pub(crate) fn set_executable(path: &Path) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// Raises its flag when dropped: a test's load loops watch the flag, so
+/// that they stop even when the test fails before it is done.
+pub(crate) struct StopOnDrop(pub(crate) std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The example's executable, built with the profile of this test (cargo
 /// builds the examples along with the tests; `cargo test --test
 /// frameworks` alone does not, so it is built here).
